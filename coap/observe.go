@@ -1,0 +1,174 @@
+package coap
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+)
+
+// resource is an observable resource: its 24-bit notification sequence and
+// its observers in registration order (RFC 7641 §4.4).
+type resource struct {
+	seq       uint32
+	observers []*observer
+}
+
+// observer is one client observing one of our resources (RFC 7641 §4.1).
+type observer struct {
+	p       *peer
+	token   []byte
+	path    string
+	key     string
+	lastCON time.Time     // when the last confirmable notification was sent
+	tx      *transmission // confirmable notification in flight
+	nonMIDs [4]uint16     // recent non-confirmable notifications, for RST
+	nonN    int
+}
+
+func (o *observer) sentNON(mid uint16) bool {
+	for i := 0; i < min(o.nonN, len(o.nonMIDs)); i++ {
+		if o.nonMIDs[i] == mid {
+			return true
+		}
+	}
+	return false
+}
+
+// addObserver registers (or re-registers, same peer and token: RFC 7641
+// §4.1) the requester of in, returning the sequence number for the answer.
+func (e *Endpoint) addObserver(now time.Time, in *incoming) uint32 {
+	r := e.resources[in.path]
+	if r == nil {
+		r = &resource{}
+		e.resources[in.path] = r
+	}
+	tok := string(in.token)
+	if old := in.p.observers[tok]; old != nil {
+		e.removeObserver(in.p, tok)
+		if r2 := e.resources[in.path]; r2 == nil {
+			e.resources[in.path] = r
+		}
+	}
+	o := &observer{p: in.p, token: in.token, path: in.path, key: in.key, lastCON: now}
+	in.p.observers[tok] = o
+	r.observers = append(r.observers, o)
+	return r.seq
+}
+
+func (e *Endpoint) removeObserver(p *peer, tok string) {
+	o := p.observers[tok]
+	if o == nil {
+		return
+	}
+	delete(p.observers, tok)
+	if o.tx != nil {
+		tx := o.tx
+		o.tx = nil
+		tx.onDone = nil
+		e.finish(tx.first, tx, nil, nil)
+	}
+	r := e.resources[o.path]
+	if r == nil {
+		return
+	}
+	for i, x := range r.observers {
+		if x == o {
+			r.observers = append(r.observers[:i], r.observers[i+1:]...)
+			break
+		}
+	}
+}
+
+// Observers returns how many clients observe path.
+func (e *Endpoint) Observers(path string) int {
+	if r := e.resources[path]; r != nil {
+		return len(r.observers)
+	}
+	return 0
+}
+
+// Notify sends msg as a notification to every observer of path (RFC 7641
+// §4.2) and returns how many it reached. Notifications are non-confirmable
+// unless confirmable is set or the observer has had no confirmable one for
+// 24 hours (RFC 7641 §4.5). While a confirmable notification is in flight a
+// newer one takes its place and inherits its retransmission state (RFC 7641
+// §4.5.2). A non-2.xx msg ends every observation of path (RFC 7641 §4.2).
+func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable bool) (int, error) {
+	r := e.resources[path]
+	if r == nil || len(r.observers) == 0 {
+		return 0, nil
+	}
+	r.seq = (r.seq + 1) & observeSeqMask
+	final := msg.Code>>5 != 2
+	obs := append([]*observer(nil), r.observers...)
+	for _, o := range obs {
+		opts := append(message.Options(nil), msg.Options...)
+		if !final {
+			opts = opts.Set(uintOption(message.Observe, r.seq))
+		}
+		payload := msg.Payload
+		if len(payload) > e.BlockSize() {
+			// RFC 7641 §2 with RFC 7959 §2.6: the first block goes out, the
+			// client fetches the rest with Block2 requests.
+			e.cacheBody(now, o.p, o.key, &b2entry{code: msg.Code, opts: append(message.Options(nil), msg.Options...), body: payload})
+			opts = opts.Set(uintOption(message.Block2, Block{More: true, SZX: e.szx}.Uint32()))
+			opts = opts.Set(uintOption(message.Size2, uint32(len(payload))))
+			payload = payload[:e.BlockSize()]
+		}
+		con := confirmable || final || now.Sub(o.lastCON) >= ObserveConfirmableInterval || o.tx != nil
+		w := Wire{Token: o.token, Code: msg.Code, Options: opts, Payload: payload, Type: NON}
+		mid := o.p.mid()
+		w.MessageID = int32(mid)
+		if con {
+			w.Type = CON
+		}
+		data, err := Encode(nil, &w)
+		if err != nil {
+			return 0, fmt.Errorf("coap: notify %s: %w", path, err)
+		}
+		if !con {
+			o.nonMIDs[o.nonN%len(o.nonMIDs)] = mid
+			o.nonN++
+			e.emit(o.p.id, data)
+			continue
+		}
+		o.lastCON = now
+		if old := o.tx; old != nil && old.started && !old.done {
+			// Replace in flight: new MID and bytes, same timers and counter.
+			delete(o.p.pending, old.mid)
+			old.mid, old.data = mid, data
+			o.p.pending[mid] = old
+			continue
+		}
+		tx := &transmission{p: o.p, mid: mid, data: data}
+		tok := string(o.token)
+		tx.onDone = func(now time.Time, ack *Wire, err error) {
+			if o.tx == tx {
+				o.tx = nil
+			}
+			if err != nil || final {
+				// Timeout or Reset: the client is gone (RFC 7641 §4.5).
+				e.removeObserver(o.p, tok)
+			}
+		}
+		o.tx = tx
+		e.sendCON(now, tx)
+	}
+	if final {
+		for _, o := range obs {
+			if o.tx == nil {
+				e.removeObserver(o.p, string(o.token))
+			}
+		}
+	}
+	return len(obs), nil
+}
+
+// observeFresh implements RFC 7641 §3.4: is a notification with sequence v2
+// received at t2 newer than the last one (v1 at t1)?
+func observeFresh(v1 uint32, t1 time.Time, v2 uint32, t2 time.Time) bool {
+	return (v1 < v2 && v2-v1 < observeSeqHalf) || (v1 > v2 && v1-v2 > observeSeqHalf) ||
+		t2.After(t1.Add(ObserveFreshness))
+}
+

@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/mxmesh/mxmesh/homeserver"
+)
+
+// HTTPHandler is the HTTP front door: it turns each net/http request into a
+// homeserver.Request, has the node serve it (Node.Handle posts it into the
+// node loop), and writes the Response as JSON.
+//
+// Translation (client-server-api "API standards"):
+//   - path: the escaped request path, untouched, so "%2F" inside a path
+//     parameter survives; query: decoded;
+//   - access token: "Authorization: Bearer TOKEN", else the deprecated
+//     access_token query parameter;
+//   - body: read up to the node's max_request_bytes; beyond it 413
+//     M_TOO_LARGE without reading further;
+//   - CORS: every response carries the headers the spec's "Web Browser
+//     Clients" section lists; OPTIONS preflights are answered here;
+//   - 429 answers also carry Retry-After (seconds, rounded up).
+//
+// Safe for concurrent use.
+type HTTPHandler struct {
+	node *homeserver.Node
+	log  *slog.Logger
+	max  int64
+}
+
+// NewHTTPHandler returns the front door for n.
+func NewHTTPHandler(n *homeserver.Node, log *slog.Logger) *HTTPHandler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &HTTPHandler{node: n, log: log, max: n.Config().MaxRequestBytes}
+}
+
+// setCORS adds the headers browser clients need.
+// Spec: client-server-api "Web Browser Clients".
+func setCORS(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+}
+
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setCORS(w.Header())
+	if r.Method == http.MethodOptions {
+		writeJSON(w, http.StatusOK, []byte("{}"))
+		return
+	}
+	req := &homeserver.Request{
+		Method:   r.Method,
+		Path:     r.URL.EscapedPath(),
+		Query:    r.URL.Query(),
+		RemoteIP: remoteIP(r.RemoteAddr),
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, tok, ok := strings.Cut(auth, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			req.AccessToken = strings.TrimSpace(tok)
+		}
+	} else {
+		req.AccessToken = req.Query.Get("access_token")
+	}
+	if h.max > 0 && r.ContentLength > h.max {
+		h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", h.max))
+		return
+	}
+	body, err := readBody(r.Body, h.max)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", h.max))
+			return
+		}
+		h.log.Debug("http: reading request body", "err", err)
+		h.writeError(w, homeserver.Errorf(400, homeserver.ErrCodeUnknown, "could not read request body"))
+		return
+	}
+	req.Body = body
+	resp, err := h.node.Handle(r.Context(), req)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return // the client has gone
+		}
+		h.writeError(w, homeserver.Errorf(503, homeserver.ErrCodeUnknown, "server is shutting down"))
+		return
+	}
+	h.writeResponse(w, resp)
+}
+
+func readBody(rc io.ReadCloser, max int64) ([]byte, error) {
+	if rc == nil || rc == http.NoBody {
+		return nil, nil
+	}
+	var r io.Reader = rc
+	if max > 0 {
+		r = http.MaxBytesReader(nil, rc, max)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+func (h *HTTPHandler) writeError(w http.ResponseWriter, e *homeserver.Error) {
+	h.writeResponse(w, e.Response())
+}
+
+func (h *HTTPHandler) writeResponse(w http.ResponseWriter, resp homeserver.Response) {
+	var data []byte
+	if resp.Body == nil {
+		data = []byte("{}")
+	} else {
+		var err error
+		data, err = json.Marshal(resp.Body)
+		if err != nil {
+			h.log.Error("http: response does not marshal", "err", err)
+			resp.Status = 500
+			data = []byte(`{"errcode":"M_UNKNOWN","error":"internal server error"}`)
+		}
+	}
+	if resp.Status == http.StatusTooManyRequests {
+		if m, ok := resp.Body.(map[string]any); ok {
+			if ms, ok := m["retry_after_ms"].(int64); ok && ms > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt((ms+999)/1000, 10))
+			}
+		}
+	}
+	writeJSON(w, resp.Status, data)
+}
+
+func writeJSON(w http.ResponseWriter, status int, data []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}

@@ -1,0 +1,181 @@
+package auth
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/mxmesh/mxmesh/homeserver/event"
+)
+
+// AuthStateKeys lists the state an event of the given shape needs as auth
+// events, in this order: the m.room.create event (not in room version 12),
+// m.room.power_levels, the sender's m.room.member and, for m.room.member
+// events, the target's m.room.member, m.room.join_rules for joins and
+// invites, the m.room.third_party_invite named by
+// content.third_party_invite.signed.token, and the member event of
+// content.join_authorised_via_users_server. Duplicates are listed once. An
+// m.room.create event needs none.
+// Spec: server-server-api "Auth events selection"; rooms/v12.md rule 3.2.
+func AuthStateKeys(v *event.RoomVersion, evType, stateKey, sender string, content json.RawMessage) []StateKey {
+	if evType == TypeCreate && stateKey == "" {
+		return nil
+	}
+	var keys []StateKey
+	add := func(k StateKey) {
+		for _, have := range keys {
+			if have == k {
+				return
+			}
+		}
+		keys = append(keys, k)
+	}
+	if v == nil || !v.RoomIDFromCreate {
+		add(createKey)
+	}
+	add(powerLevelsKey)
+	add(StateKey{TypeMember, sender})
+	if evType != TypeMember {
+		return keys
+	}
+	add(StateKey{TypeMember, stateKey})
+	m, err := object(content)
+	if err != nil {
+		return keys
+	}
+	membership, _ := str(m["membership"])
+	if membership == Join || membership == Invite {
+		add(joinRulesKey)
+	}
+	if membership == Invite {
+		if tpi, err := object(m["third_party_invite"]); err == nil {
+			if signed, err := object(tpi["signed"]); err == nil {
+				if token, ok := str(signed["token"]); ok {
+					add(StateKey{TypeThirdPartyInvite, token})
+				}
+			}
+		}
+	}
+	// Every room version from 8 on supports restricted rooms.
+	if u, ok := str(m["join_authorised_via_users_server"]); ok {
+		add(StateKey{TypeMember, u})
+	}
+	return keys
+}
+
+// SelectAuthEvents returns the events of state a new event with the given
+// shape should list in auth_events, in AuthStateKeys order; keys missing
+// from state are skipped. The create event is excluded in room version 12,
+// where the room ID stands for it. Before version 12, state without an
+// m.room.create event is an error, since no event could pass the rules.
+// Spec: server-server-api "Auth events selection".
+func SelectAuthEvents(v *event.RoomVersion, evType, stateKey, sender string, content json.RawMessage, state State) ([]*event.Event, error) {
+	if v == nil {
+		return nil, fmt.Errorf("auth: select auth events: no room version")
+	}
+	if evType == TypeCreate && stateKey == "" {
+		return nil, nil
+	}
+	if _, err := object(content); err != nil {
+		return nil, fmt.Errorf("auth: select auth events: content: %w", err)
+	}
+	if state[createKey] == nil && !v.RoomIDFromCreate {
+		return nil, fmt.Errorf("auth: select auth events: no m.room.create event in the state")
+	}
+	var out []*event.Event
+	for _, k := range AuthStateKeys(v, evType, stateKey, sender, content) {
+		if e := state[k]; e != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// CheckAuthEvents applies the rules about an event's auth_events list: rule
+// 2 in room versions 10 and 11, rule 3 in version 12. authEvents are the
+// events ev.AuthEvents() names (in any order; extra events are ignored) and
+// rejected reports whether one of them was itself rejected (nil: none was).
+// A listed event missing from authEvents rejects ev: the caller fetches
+// missing auth events before calling.
+//
+// On success the caller checks ev against NewState(authEvents...) — plus the
+// create event in room version 12 — with Check.
+// Spec: rooms/v10.md rule 2, rooms/v12.md rule 3; server-server-api "Checks
+// performed on receipt of a PDU" step 4.
+func CheckAuthEvents(ev *event.Event, authEvents []*event.Event, rejected func(eventID string) bool) error {
+	if ev == nil || ev.Version() == nil {
+		return fmt.Errorf("auth: check auth events: %w", rejectAs("event", "no event or room version"))
+	}
+	c := &checker{ev: ev, v: ev.Version()}
+	if err := c.checkAuthEvents(authEvents, rejected); err != nil {
+		return fmt.Errorf("auth: check auth events of %s: %w", ev.ID(), err)
+	}
+	return nil
+}
+
+func (c *checker) checkAuthEvents(authEvents []*event.Event, rejected func(string) bool) error {
+	ev := c.ev
+	if ev.IsCreate() {
+		// Rule 1 decides create events before the auth events are looked
+		// at; a create event has none.
+		if n := len(ev.AuthEvents()); n > 0 {
+			return rejectAs("1", "create event lists %d auth events", n)
+		}
+		return nil
+	}
+	byID := make(map[string]*event.Event, len(authEvents))
+	for _, a := range authEvents {
+		if a != nil {
+			byID[a.ID()] = a
+		}
+	}
+	allowed := map[StateKey]bool{}
+	sk, _ := ev.StateKey()
+	for _, k := range AuthStateKeys(c.v, ev.Type(), sk, ev.Sender(), ev.Content()) {
+		allowed[k] = true
+	}
+	seen := map[StateKey]string{}
+	hasCreate := false
+	for _, id := range ev.AuthEvents() {
+		a := byID[id]
+		if a == nil {
+			return rejectAs("auth-events-missing", "auth event %s is missing", id)
+		}
+		ask, isState := a.StateKey()
+		key := StateKey{a.Type(), ask}
+		// 2.1
+		if prev, dup := seen[key]; dup {
+			return c.reject("2.1", "auth events %s and %s are both (%s, %q)", prev, id, key.Type, key.StateKey)
+		}
+		seen[key] = id
+		// 2.2
+		if !isState || !allowed[key] {
+			if c.v.RoomIDFromCreate && key == createKey {
+				return rejectAs("3.2", "the m.room.create event must not be listed in auth_events")
+			}
+			return c.reject("2.2", "auth event %s (%s, %q) is not one the auth events selection picks", id, key.Type, key.StateKey)
+		}
+		// 2.3
+		if rejected != nil && rejected(id) {
+			return c.reject("2.3", "auth event %s was rejected", id)
+		}
+		// v12 3.5.
+		// NOTSPEC: room versions 10 and 11 state this only implicitly (the
+		// auth events are "a subset of the room state"); we apply it to them
+		// too, as Synapse does.
+		if a.RoomID() != ev.RoomID() {
+			rule := "auth-events-room"
+			if c.v.RoomIDFromCreate {
+				rule = "3.5"
+			}
+			return rejectAs(rule, "auth event %s is in room %q, not %q", id, a.RoomID(), ev.RoomID())
+		}
+		if key == createKey {
+			hasCreate = true
+		}
+	}
+	// 2.4 (not in room version 12)
+	if !c.v.RoomIDFromCreate && !hasCreate {
+		return c.reject("2.4", "no m.room.create event among the auth events")
+	}
+	return nil
+}

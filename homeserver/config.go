@@ -1,0 +1,301 @@
+package homeserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is a node's configuration: one YAML file (ConfigFile) in the data
+// directory, written with comments by `mxmesh init`. Relative file names in
+// it are relative to that directory.
+type Config struct {
+	// ServerName is the Matrix server name (the part after ":" in user IDs).
+	ServerName string `yaml:"server_name"`
+	// ClientAddr is the plain-HTTP client API listener (host:port); empty
+	// disables it.
+	ClientAddr string `yaml:"client_addr"`
+	// FederationAddr is the HTTPS listener (host:port) serving the client
+	// and federation APIs with TLSCert/TLSKey; empty disables it.
+	FederationAddr string `yaml:"federation_addr"`
+	// CoAPAddr is the CoAP-over-Noise UDP listener (host:port); empty
+	// disables it.
+	CoAPAddr string `yaml:"coap_addr"`
+	// FederationTLSInsecure skips certificate checks on outbound federation
+	// (test setups with self-signed peers only).
+	FederationTLSInsecure bool `yaml:"federation_tls_insecure"`
+
+	// Database is the SQLite file.
+	Database string `yaml:"database"`
+	// SigningKeyFile holds the ed25519 Matrix signing key.
+	SigningKeyFile string `yaml:"signing_key"`
+	// NoiseKeyFile holds the X25519 Noise static key.
+	NoiseKeyFile string `yaml:"noise_key"`
+	// TLSCert and TLSKey are PEM files for the HTTPS listener.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+
+	Registration RegistrationConfig `yaml:"registration"`
+	RateLimit    RateLimitConfig    `yaml:"rate_limit"`
+
+	// MaxRequestBytes bounds a request body; larger ones get 413 M_TOO_LARGE.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// BcryptCost is the password hashing cost (4–31).
+	BcryptCost int `yaml:"bcrypt_cost"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+
+	// Dir is the data directory the file was loaded from (not in YAML).
+	Dir string `yaml:"-"`
+}
+
+// RegistrationConfig controls account creation.
+type RegistrationConfig struct {
+	// Open allows anyone to register with m.login.dummy.
+	Open bool `yaml:"open"`
+	// SharedSecret enables /_synapse/admin/v1/register when non-empty.
+	SharedSecret string `yaml:"shared_secret"`
+}
+
+// RateLimitConfig sets the token buckets applied to API requests.
+type RateLimitConfig struct {
+	Enabled bool         `yaml:"enabled"`
+	PerIP   BucketConfig `yaml:"per_ip"`
+	PerUser BucketConfig `yaml:"per_user"`
+}
+
+// BucketConfig is one token bucket: PerSecond refill, Burst capacity.
+type BucketConfig struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     float64 `yaml:"burst"`
+}
+
+// ConfigFile is the name of the configuration file inside a data directory.
+const ConfigFile = "mxmesh.yaml"
+
+// Default addresses (DESIGN.md "Operator interface").
+const (
+	DefaultClientAddr     = "127.0.0.1:8008"
+	DefaultFederationAddr = "127.0.0.1:8448"
+	DefaultCoAPAddr       = "127.0.0.1:5683"
+)
+
+// DefaultConfig returns the configuration `mxmesh init` writes for
+// serverName.
+func DefaultConfig(serverName string) *Config {
+	return &Config{
+		ServerName:      serverName,
+		ClientAddr:      DefaultClientAddr,
+		FederationAddr:  DefaultFederationAddr,
+		CoAPAddr:        DefaultCoAPAddr,
+		Database:        "mxmesh.db",
+		SigningKeyFile:  "signing.key",
+		NoiseKeyFile:    "noise.key",
+		TLSCert:         "tls.crt",
+		TLSKey:          "tls.key",
+		MaxRequestBytes: 1 << 20,
+		BcryptCost:      10,
+		LogLevel:        "info",
+		RateLimit: RateLimitConfig{
+			Enabled: true,
+			PerIP:   BucketConfig{PerSecond: 50, Burst: 200},
+			PerUser: BucketConfig{PerSecond: 20, Burst: 100},
+		},
+	}
+}
+
+// Path resolves a file name from the config against Dir.
+func (c *Config) Path(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(c.Dir, name)
+}
+
+// Validate checks the configuration for values the node cannot run with.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := ValidateServerName(c.ServerName); err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range []struct{ name, v string }{
+		{"client_addr", c.ClientAddr}, {"federation_addr", c.FederationAddr}, {"coap_addr", c.CoAPAddr},
+	} {
+		if a.v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", a.name, a.v, err))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %q: bad port", a.name, a.v))
+		}
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		errs = append(errs, fmt.Errorf("bcrypt_cost %d: must be %d–%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	if c.MaxRequestBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_request_bytes %d: must not be negative", c.MaxRequestBytes))
+	}
+	if c.RateLimit.Enabled {
+		for _, b := range []struct {
+			name string
+			b    BucketConfig
+		}{{"rate_limit.per_ip", c.RateLimit.PerIP}, {"rate_limit.per_user", c.RateLimit.PerUser}} {
+			if b.b.PerSecond <= 0 || b.b.Burst < 1 {
+				errs = append(errs, fmt.Errorf("%s: per_second must be > 0 and burst ≥ 1", b.name))
+			}
+		}
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	return nil
+}
+
+// ValidateServerName checks a server name: a DNS name, IPv4 literal or
+// bracketed IPv6 literal, optionally with ":port".
+// Spec: appendices "Server Name".
+func ValidateServerName(name string) error {
+	host := name
+	if name == "" {
+		return errors.New("server_name is empty")
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 && !strings.HasSuffix(name, "]") {
+		host = name[:i]
+		p, err := strconv.Atoi(name[i+1:])
+		if err != nil || p < 1 || p > 65535 || name[i+1] == '+' || name[i+1] == '-' {
+			return fmt.Errorf("server_name %q: bad port", name)
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		if !strings.HasSuffix(host, "]") || net.ParseIP(host[1:len(host)-1]) == nil {
+			return fmt.Errorf("server_name %q: bad IPv6 literal", name)
+		}
+		return nil
+	}
+	if host == "" || len(host) > 255 {
+		return fmt.Errorf("server_name %q: bad host name", name)
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("server_name %q: bad character %q", name, r)
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads and validates DIR/mxmesh.yaml. Unknown keys are errors,
+// so typos do not silently fall back to defaults.
+func LoadConfig(dir string) (*Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	c.Dir = dir
+	return c, nil
+}
+
+// ParseConfig decodes and validates a YAML configuration; keys that are
+// absent keep the DefaultConfig values.
+func ParseConfig(data []byte) (*Config, error) {
+	c := DefaultConfig("")
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// MarshalCommented renders c as the commented YAML file `mxmesh init`
+// writes.
+func (c *Config) MarshalCommented() ([]byte, error) {
+	q := func(s string) string {
+		b, _ := yaml.Marshal(s)
+		return strings.TrimSpace(string(b))
+	}
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, struct {
+		*Config
+		Q func(string) string
+	}{c, q}); err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+var configTemplate = template.Must(template.New("config").Parse(`# mxmesh node configuration.
+# File names are relative to the directory holding this file.
+
+# Matrix server name: the part after ":" in user and room IDs. It cannot be
+# changed once accounts and rooms exist.
+server_name: {{call .Q .ServerName}}
+
+# Plain-HTTP client API listener (host:port). Empty disables it.
+client_addr: {{call .Q .ClientAddr}}
+# HTTPS listener for federation and the client API (host:port). Empty disables it.
+federation_addr: {{call .Q .FederationAddr}}
+# CoAP over Noise (UDP) listener for mesh peers and low-bandwidth clients.
+coap_addr: {{call .Q .CoAPAddr}}
+# Accept any certificate from federation peers. Only for test networks.
+federation_tls_insecure: {{.FederationTLSInsecure}}
+
+# SQLite database.
+database: {{call .Q .Database}}
+# ed25519 Matrix signing key ("ed25519 KEYID BASE64SEED").
+signing_key: {{call .Q .SigningKeyFile}}
+# X25519 Noise static key.
+noise_key: {{call .Q .NoiseKeyFile}}
+# PEM certificate and key for the HTTPS listener (self-signed by init;
+# replace with real ones to federate with the public network).
+tls_cert: {{call .Q .TLSCert}}
+tls_key: {{call .Q .TLSKey}}
+
+registration:
+  # Let anyone create an account (m.login.dummy). Closed by default; use
+  # "mxmesh user add" to create accounts instead.
+  open: {{.Registration.Open}}
+  # Enables /_synapse/admin/v1/register (HMAC-SHA1 shared-secret
+  # registration) when not empty.
+  shared_secret: {{call .Q .Registration.SharedSecret}}
+
+# Token buckets: per_second refill rate, burst capacity. Exceeding them
+# gives 429 M_LIMIT_EXCEEDED with retry_after_ms.
+rate_limit:
+  enabled: {{.RateLimit.Enabled}}
+  per_ip:
+    per_second: {{.RateLimit.PerIP.PerSecond}}
+    burst: {{.RateLimit.PerIP.Burst}}
+  per_user:
+    per_second: {{.RateLimit.PerUser.PerSecond}}
+    burst: {{.RateLimit.PerUser.Burst}}
+
+# Largest request body accepted, in bytes (413 M_TOO_LARGE beyond).
+max_request_bytes: {{.MaxRequestBytes}}
+# bcrypt cost for password hashes (4–31; each step doubles the work).
+bcrypt_cost: {{.BcryptCost}}
+# debug, info, warn or error.
+log_level: {{call .Q .LogLevel}}
+`))

@@ -1,0 +1,40 @@
+package homeserver
+
+import "github.com/mxmesh/mxmesh/homeserver/event"
+
+// specVersions are the Client-Server API versions this server speaks.
+// Spec: client-server-api "GET /_matrix/client/versions".
+var specVersions = []string{"v1.11", "v1.12", "v1.13", "v1.14", "v1.15"}
+
+func infoRoutes(n *Node) ([]Route, error) {
+	return []Route{
+		{Method: "GET", Pattern: "/_matrix/client/versions", Auth: AuthOptional, Unlimited: true, Handle: handleVersions},
+		{Method: "GET", Pattern: "/_matrix/client/v3/capabilities", Auth: AuthUser, Handle: handleCapabilities},
+	}, nil
+}
+
+func handleVersions(c *Call) {
+	c.Reply(200, map[string]any{
+		"versions":          specVersions,
+		"unstable_features": map[string]bool{},
+	})
+}
+
+// handleCapabilities: spec client-server-api "Capabilities negotiation".
+func handleCapabilities(c *Call) {
+	available := map[string]string{}
+	for _, v := range event.SupportedVersions() {
+		available[v.ID] = "stable"
+	}
+	c.Reply(200, map[string]any{"capabilities": map[string]any{
+		"m.room_versions": map[string]any{
+			"default":   event.DefaultRoomVersion,
+			"available": available,
+		},
+		"m.change_password": map[string]bool{"enabled": true},
+		"m.set_displayname": map[string]bool{"enabled": true},
+		"m.set_avatar_url":  map[string]bool{"enabled": true},
+		"m.3pid_changes":    map[string]bool{"enabled": false},
+		"m.get_login_token": map[string]bool{"enabled": false},
+	}})
+}

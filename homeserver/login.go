@@ -1,0 +1,147 @@
+package homeserver
+
+// loginRequest is the body of POST /login.
+// Spec: client-server-api "POST /_matrix/client/v3/login".
+type loginRequest struct {
+	authDict
+	DeviceID                 string  `json:"device_id"`
+	InitialDeviceDisplayName *string `json:"initial_device_display_name"`
+}
+
+// handleLoginFlows: GET /login lists the supported login types.
+func handleLoginFlows(c *Call) {
+	c.Reply(200, map[string]any{"flows": []map[string]string{{"type": stagePassword}}})
+}
+
+func handleLogin(c *Call) {
+	n := c.Node()
+	var req loginRequest
+	if err := c.DecodeJSON(&req); err != nil {
+		c.Fail(err)
+		return
+	}
+	if req.Type != stagePassword {
+		c.Fail(Errorf(400, ErrCodeUnknown, "unsupported login type %q", req.Type))
+		return
+	}
+	userID, err := n.resolveUser(&req.authDict)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	n.checkPassword(userID, req.Password, func(err error) {
+		if c.Done() {
+			return
+		}
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		token, deviceID, err := n.newSession(userID, req.DeviceID, req.InitialDeviceDisplayName, c.Req.RemoteIP)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		n.log.Info("login", "user_id", userID, "device_id", deviceID)
+		c.Reply(200, map[string]any{"user_id": userID, "access_token": token, "device_id": deviceID,
+			"home_server": n.cfg.ServerName})
+	})
+}
+
+// handleLogout deletes the caller's device and so its access token.
+// Spec: client-server-api "POST /_matrix/client/v3/logout".
+func handleLogout(c *Call) {
+	if err := c.Node().deleteDevices(c.UserID, []string{c.DeviceID}); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]any{})
+}
+
+// handleLogoutAll deletes every device of the caller.
+// Spec: client-server-api "POST /_matrix/client/v3/logout/all".
+func handleLogoutAll(c *Call) {
+	n := c.Node()
+	devs, err := n.store.Devices(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	ids := make([]string, len(devs))
+	for i, d := range devs {
+		ids[i] = d.DeviceID
+	}
+	if err := n.deleteDevices(c.UserID, ids); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]any{})
+}
+
+// handleWhoami: spec client-server-api "GET /_matrix/client/v3/account/whoami".
+func handleWhoami(c *Call) {
+	c.Reply(200, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
+}
+
+// passwordRequest is the body of POST /account/password.
+type passwordRequest struct {
+	NewPassword   string    `json:"new_password"`
+	LogoutDevices *bool     `json:"logout_devices"`
+	Auth          *authDict `json:"auth"`
+}
+
+// handlePasswordChange: spec client-server-api
+// "POST /_matrix/client/v3/account/password". Needs m.login.password UIA;
+// unless logout_devices is false, every other device is logged out.
+func handlePasswordChange(c *Call) {
+	n := c.Node()
+	var req passwordRequest
+	if err := c.DecodeJSON(&req); err != nil {
+		c.Fail(err)
+		return
+	}
+	if req.Auth != nil && req.Auth.Type != "" {
+		if err := checkPasswordShape(req.NewPassword); err != nil {
+			c.Fail(err)
+			return
+		}
+	}
+	n.requirePassword(c, req.Auth, func() {
+		var hash string
+		var hashErr error
+		n.Offload(func() {
+			hash, hashErr = HashPassword(req.NewPassword, n.cfg.BcryptCost)
+		}, func() {
+			if c.Done() {
+				return
+			}
+			if hashErr != nil {
+				c.Fail(hashErr)
+				return
+			}
+			if err := n.store.SetPassword(c.UserID, hash); err != nil {
+				c.Fail(err)
+				return
+			}
+			if req.LogoutDevices == nil || *req.LogoutDevices {
+				devs, err := n.store.Devices(c.UserID)
+				if err != nil {
+					c.Fail(err)
+					return
+				}
+				var others []string
+				for _, d := range devs {
+					if d.DeviceID != c.DeviceID {
+						others = append(others, d.DeviceID)
+					}
+				}
+				if err := n.deleteDevices(c.UserID, others); err != nil {
+					c.Fail(err)
+					return
+				}
+			}
+			n.log.Info("password changed", "user_id", c.UserID)
+			c.Reply(200, map[string]any{})
+		})
+	})
+}

@@ -1,0 +1,131 @@
+package homeserver
+
+// GET /_matrix/client/v3/rooms/{roomId}/messages. Spec: client-server-api
+// "Pagination" and GET /rooms/{roomId}/messages: dir b (backwards, newest
+// first) or f, from / to tokens (see streamToken), limit (default 10), a
+// RoomEventFilter, and lazy-loaded member state for the chunk's senders.
+// "end" is left out when there is nothing further in that direction.
+
+// maxMessagesLimit caps /messages' limit.
+const maxMessagesLimit = 1000
+
+func (rs *roomsModule) messagesRoutes() []Route {
+	return []Route{{Method: "GET", Pattern: "/_matrix/client/v3/rooms/{roomId}/messages", Auth: AuthUser, Handle: rs.handleMessages}}
+}
+
+func (rs *roomsModule) handleMessages(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	q := c.Req.Query
+	dir := q.Get("dir")
+	if dir == "" {
+		dir = "b"
+	}
+	if dir != "b" && dir != "f" {
+		c.Fail(Errorf(400, ErrCodeInvalidParam, "dir must be b or f"))
+		return
+	}
+	limit, err := queryInt(c, "limit", 10)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	limit = min(max(limit, 1), maxMessagesLimit)
+	f, err := rs.inlineFilter(c, "filter")
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if f.Room.Timeline.Limit > 0 {
+		limit = min(limit, f.Room.Timeline.Limit)
+	}
+	visFrom, visUpTo, err := rs.visibleRange(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	rm, err := rs.room(roomID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	visUpTo = min(visUpTo, rs.pos)
+	var from, to streamToken
+	if s := q.Get("from"); s != "" {
+		if from, err = parseStreamToken(s); err != nil {
+			c.Fail(err)
+			return
+		}
+	} else if dir == "b" {
+		from.pos = rs.pos
+	}
+	hasTo := false
+	if s := q.Get("to"); s != "" {
+		if to, err = parseStreamToken(s); err != nil {
+			c.Fail(err)
+			return
+		}
+		hasTo = true
+	}
+	forward := dir == "f"
+	var lo, hi int64 // the range (lo, hi] to read
+	if forward {
+		lo, hi = max(from.pos, visFrom), visUpTo
+		if hasTo {
+			hi = min(hi, to.pos)
+		}
+	} else {
+		lo, hi = visFrom, min(from.pos, visUpTo)
+		if hasTo {
+			lo = max(lo, to.pos)
+		}
+	}
+	rows, err := rs.filteredRange(roomID, lo, hi, forward, limit+1, f.Room.Timeline)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	view := rs.viewFor(c, true)
+	chunk, err := rs.clientEvents(rows, view)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	resp := map[string]any{"chunk": chunk, "start": from.String()}
+	if len(rows) > 0 && more {
+		last := rows[len(rows)-1].Pos
+		if !forward {
+			last--
+		}
+		resp["end"] = streamToken{pos: last}.String()
+	}
+	if f.Room.Timeline.LazyLoadMembers && len(rows) > 0 {
+		members := lazyMembers(rm.state, rows, c.UserID)
+		sel := map[string]bool{}
+		for _, r := range rows {
+			sel[r.Sender] = true
+		}
+		state := make([]*clientEvent, 0, len(sel))
+		for k, e := range members {
+			if k.Type != "m.room.member" || !sel[k.StateKey] {
+				continue
+			}
+			row, err := rs.st.Event(e.ID())
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			ce, err := rs.clientEvent(row, view)
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			state = append(state, ce)
+		}
+		resp["state"] = state
+	}
+	c.Reply(200, resp)
+}

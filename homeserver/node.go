@@ -1,0 +1,349 @@
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mxmesh/mxmesh/clock"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// Options is what a Node is built from. Config, Store and SigningKey are
+// required; the rest have defaults (Real clock, SystemRNG, a discarding
+// logger, no Loop).
+type Options struct {
+	Config     *Config
+	Store      *store.Store
+	SigningKey *SigningKey
+	Clock      clock.Clock
+	RNG        *rand.ChaCha8
+	Logger     *slog.Logger
+	// Loop is the loop that drives the node in real mode: timer callbacks
+	// from AfterFunc are posted into it. Nil when a single driver calls the
+	// node directly (tests on a fake clock, the simulator), in which case
+	// callbacks run where the clock fires them.
+	Loop *Loop
+}
+
+// Node is one homeserver: it owns all of its state and is driven from a
+// single loop (DESIGN.md "The runtime model"). Every method except Handle
+// must be called from inside that loop (or from the single driver in tests
+// and simulation); Node does no locking of its own.
+type Node struct {
+	cfg    *Config
+	store  *store.Store
+	key    *SigningKey
+	clock  clock.Clock
+	rng    *rand.ChaCha8
+	log    *slog.Logger
+	loop   *Loop
+	routes []compiledRoute
+
+	limitIP   *limiter
+	limitUser *limiter
+	sessions  map[string]session // access token → session (cache)
+
+	accountHooks []func(userID, displayName string) error
+	nonces       map[string]time.Time // shared-secret registration nonces → expiry
+
+	nextCall uint64
+	pending  map[uint64]*Call
+	callIDs  map[*Call]uint64
+	modules  map[string]any
+	onStop   []func()
+	stopped  bool
+}
+
+// New builds a node and its route table.
+func New(opts Options) (*Node, error) {
+	if opts.Config == nil || opts.Store == nil || opts.SigningKey == nil {
+		return nil, errors.New("homeserver: new node: Config, Store and SigningKey are required")
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("homeserver: new node: %w", err)
+	}
+	n := &Node{
+		cfg:      opts.Config,
+		store:    opts.Store,
+		key:      opts.SigningKey,
+		clock:    opts.Clock,
+		rng:      opts.RNG,
+		log:      opts.Logger,
+		loop:     opts.Loop,
+		sessions: map[string]session{},
+		nonces:   map[string]time.Time{},
+		pending:  map[uint64]*Call{},
+		callIDs:  map[*Call]uint64{},
+		modules:  map[string]any{},
+	}
+	if n.clock == nil {
+		n.clock = clock.Real()
+	}
+	if n.rng == nil {
+		n.rng = clock.SystemRNG()
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	rl := n.cfg.RateLimit
+	if rl.Enabled {
+		n.limitIP = newLimiter(rl.PerIP.PerSecond, rl.PerIP.Burst)
+		n.limitUser = newLimiter(rl.PerUser.PerSecond, rl.PerUser.Burst)
+	}
+	if err := n.buildRoutes(); err != nil {
+		return nil, fmt.Errorf("homeserver: new node: %w", err)
+	}
+	return n, nil
+}
+
+// Config is the node's configuration.
+func (n *Node) Config() *Config { return n.cfg }
+
+// ServerName is the node's Matrix server name.
+func (n *Node) ServerName() string { return n.cfg.ServerName }
+
+// Store is the node's database.
+func (n *Node) Store() *store.Store { return n.store }
+
+// SigningKey is the node's ed25519 Matrix signing key.
+func (n *Node) SigningKey() *SigningKey { return n.key }
+
+// Clock is the node's clock.
+func (n *Node) Clock() clock.Clock { return n.clock }
+
+// Now is the node clock's current time.
+func (n *Node) Now() time.Time { return n.clock.Now() }
+
+// RNG is the node's random stream (not safe outside the loop).
+func (n *Node) RNG() *rand.ChaCha8 { return n.rng }
+
+// Logger is the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// AfterFunc runs f inside the node loop once d has elapsed.
+func (n *Node) AfterFunc(d time.Duration, f func()) clock.Timer {
+	if n.loop == nil {
+		return n.clock.AfterFunc(d, f)
+	}
+	loop := n.loop
+	return n.clock.AfterFunc(d, func() { _ = loop.Post(f) })
+}
+
+// SetModule stores a per-node component (rooms, sync, federation) under a
+// name, so route groups built separately can find each other.
+func (n *Node) SetModule(name string, m any) { n.modules[name] = m }
+
+// Module returns the component stored under name, or nil.
+func (n *Node) Module(name string) any { return n.modules[name] }
+
+// OnStop registers f to run inside the loop when the node stops, after
+// pending calls have been cancelled.
+func (n *Node) OnStop(f func()) { n.onStop = append(n.onStop, f) }
+
+// Stop cancels every pending call (long polls get 503 so clients retry
+// elsewhere or later) and runs the OnStop hooks. Later requests get 503. It
+// does not close the store: whoever opened it closes it.
+func (n *Node) Stop() {
+	if n.stopped {
+		return
+	}
+	n.stopped = true
+	ids := make([]uint64, 0, len(n.pending))
+	for id := range n.pending {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		c := n.pending[id]
+		hooks := c.onCancel
+		c.onCancel = nil
+		for _, f := range hooks {
+			f()
+		}
+		c.Fail(Errorf(503, ErrCodeUnknown, "server is shutting down"))
+	}
+	for _, f := range n.onStop {
+		f()
+	}
+}
+
+// finish forgets a call that was answered or cancelled.
+func (n *Node) finish(c *Call) {
+	if id, ok := n.callIDs[c]; ok {
+		delete(n.callIDs, c)
+		delete(n.pending, id)
+	}
+}
+
+// Dispatch serves one request inside the loop: it routes it, checks its
+// size, authenticates the access token, applies rate limits and calls the
+// handler. reply is called exactly once, now or later from inside the loop,
+// unless the returned Call is cancelled first.
+func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
+	c := &Call{Req: req, node: n, reply: reply}
+	if req.Query == nil {
+		req.Query = url.Values{}
+	}
+	if n.stopped {
+		c.Fail(Errorf(503, ErrCodeUnknown, "server is shutting down"))
+		return c
+	}
+	n.nextCall++
+	n.pending[n.nextCall] = c
+	n.callIDs[c] = n.nextCall
+
+	if max := n.cfg.MaxRequestBytes; max > 0 && int64(len(req.Body)) > max {
+		c.Fail(Errorf(413, ErrCodeTooLarge, "request body exceeds %d bytes", max))
+		return c
+	}
+	route, vars, apiErr := n.match(req.Method, req.Path)
+	if apiErr != nil {
+		c.Fail(apiErr)
+		return c
+	}
+	req.Vars = vars
+	if !route.Unlimited && n.limitIP != nil && req.RemoteIP != "" {
+		if err := n.limitIP.take("ip:"+req.RemoteIP, n.clock.Now()); err != nil {
+			c.Fail(err)
+			return c
+		}
+	}
+	if route.Auth != AuthNone {
+		if err := n.authenticate(c, route.Auth); err != nil {
+			c.Fail(err)
+			return c
+		}
+	}
+	if !route.Unlimited && n.limitUser != nil && c.UserID != "" && !c.Admin {
+		if err := n.limitUser.take("user:"+c.UserID, n.clock.Now()); err != nil {
+			c.Fail(err)
+			return c
+		}
+	}
+	n.call(route, c)
+	return c
+}
+
+// call runs the handler, turning a panic into a 500 so one bad request
+// cannot take the node down.
+func (n *Node) call(route *compiledRoute, c *Call) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("handler panic", "method", c.Req.Method, "pattern", route.Pattern,
+				"panic", r, "stack", string(debug.Stack()))
+			c.Fail(fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	route.Handle(c)
+}
+
+// Handle is Dispatch for front doors running outside the loop (real mode):
+// it posts the request into the node's Loop and waits for the response. If
+// ctx ends first the call is cancelled inside the loop and ctx's error is
+// returned.
+func (n *Node) Handle(ctx context.Context, req *Request) (Response, error) {
+	if n.loop == nil {
+		return Response{}, errors.New("homeserver: handle: node has no loop")
+	}
+	done := make(chan Response, 1)
+	var call *Call
+	if err := n.loop.Post(func() {
+		call = n.Dispatch(req, func(r Response) { done <- r })
+	}); err != nil {
+		return Response{}, fmt.Errorf("homeserver: handle: %w", err)
+	}
+	select {
+	case r := <-done:
+		return r, nil
+	case <-ctx.Done():
+		_ = n.loop.Post(func() {
+			if call != nil {
+				call.Cancel()
+			}
+		})
+		return Response{}, ctx.Err()
+	}
+}
+
+// compiledRoute is a Route with its pattern split into segments.
+type compiledRoute struct {
+	Route
+	segs []string // literal segment, or "{name}"
+}
+
+func (n *Node) buildRoutes() error {
+	seen := map[string]bool{}
+	for _, group := range routeGroups {
+		routes, err := group(n)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			if r.Handle == nil || r.Method == "" || !strings.HasPrefix(r.Pattern, "/") {
+				return fmt.Errorf("bad route %s %q", r.Method, r.Pattern)
+			}
+			key := r.Method + " " + r.Pattern
+			if seen[key] {
+				return fmt.Errorf("route registered twice: %s", key)
+			}
+			seen[key] = true
+			n.routes = append(n.routes, compiledRoute{Route: r, segs: strings.Split(r.Pattern[1:], "/")})
+		}
+	}
+	return nil
+}
+
+// match finds the route for method and path: 404 M_UNRECOGNIZED when no
+// pattern matches the path, 405 M_UNRECOGNIZED when one does but not for
+// this method. Spec: client-server-api "API standards" (unknown endpoints).
+func (n *Node) match(method, path string) (*compiledRoute, map[string]string, *Error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, nil, Errorf(404, ErrCodeUnrecognized, "unrecognized request")
+	}
+	segs := strings.Split(path[1:], "/")
+	pathMatched := false
+	for i := range n.routes {
+		r := &n.routes[i]
+		if len(r.segs) != len(segs) {
+			continue
+		}
+		var vars map[string]string
+		ok := true
+		for j, s := range r.segs {
+			if len(s) > 2 && s[0] == '{' && s[len(s)-1] == '}' {
+				v, err := url.PathUnescape(segs[j])
+				if err != nil || v == "" {
+					ok = false
+					break
+				}
+				if vars == nil {
+					vars = map[string]string{}
+				}
+				vars[s[1:len(s)-1]] = v
+			} else if s != segs[j] {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		if r.Method != method {
+			pathMatched = true
+			continue
+		}
+		return r, vars, nil
+	}
+	if pathMatched {
+		return nil, nil, Errorf(405, ErrCodeUnrecognized, "method %s not allowed here", method)
+	}
+	return nil, nil, Errorf(404, ErrCodeUnrecognized, "unrecognized request")
+}

@@ -1,0 +1,470 @@
+package homeserver
+
+// Rooms: the node's room DAG, room state and the event-creation pipeline.
+//
+// Every event the node creates goes through roomBatch.append: prev_events
+// are the room's forward extremities, auth_events are chosen by
+// auth.SelectAuthEvents from the current state, event.Build hashes and
+// signs it with the server key, auth.Check tests it against the current
+// state, and only then is it stored (exact bytes, DAG edges, new forward
+// extremities, a state group for state events, the membership row) in one
+// transaction together with every other event of the same request.
+//
+// State is kept as state groups (store.InsertStateGroup): each event
+// records the group before and after it. The rooms a node creates here have
+// a linear DAG (one forward extremity), so the state after the newest event
+// is the room's current state.
+// Spec: server-server-api "Room State Resolution" (not needed while the DAG
+// is linear), "Auth events selection"; client-server-api "Rooms".
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/mxmesh/mxmesh/homeserver/auth"
+	"github.com/mxmesh/mxmesh/homeserver/event"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// roomsModuleName is the Node.Module key of the rooms module.
+const roomsModuleName = "rooms"
+
+// roomsModule is the per-node state of rooms, sync and the ephemeral
+// streams. It belongs to the node loop (no locking).
+type roomsModule struct {
+	n  *Node
+	st *store.Store
+
+	// pos is the last stream position handed out (events, receipts,
+	// account data share it).
+	pos int64
+
+	// loaded rooms, by ID.
+	byID map[string]*roomCache
+	// members: room → user → membership row, for every room of the node.
+	members map[string]map[string]store.Membership
+	// userRooms: user → rooms the user has a membership row in.
+	userRooms map[string]map[string]bool
+
+	waiters map[string]map[*syncWaiter]bool // user → pending long polls
+	typing  map[string]*roomTyping          // room → typing users
+	// typingSerial orders typing changes. It starts at the boot time in
+	// milliseconds, so serials of an earlier run are below it.
+	typingSerial int64
+}
+
+// roomCache is a loaded room: its version, current state and DAG tips.
+type roomCache struct {
+	id          string
+	version     *event.RoomVersion
+	state       auth.State     // current state (the create event included)
+	stateIDs    store.StateMap // the same, as event IDs
+	group       store.StateGroup
+	extremities []string
+	depth       int64 // largest depth among the extremities
+	lastPos     int64 // stream position of the newest event
+}
+
+func newRoomsModule(n *Node) (*roomsModule, error) {
+	rs := &roomsModule{
+		n:            n,
+		st:           n.store,
+		byID:         map[string]*roomCache{},
+		members:      map[string]map[string]store.Membership{},
+		userRooms:    map[string]map[string]bool{},
+		waiters:      map[string]map[*syncWaiter]bool{},
+		typing:       map[string]*roomTyping{},
+		typingSerial: n.Now().UnixMilli(),
+	}
+	pos, err := rs.st.MaxStreamPos()
+	if err != nil {
+		return nil, fmt.Errorf("rooms: start: %w", err)
+	}
+	rs.pos = pos
+	ms, err := rs.st.AllMemberships()
+	if err != nil {
+		return nil, fmt.Errorf("rooms: start: %w", err)
+	}
+	for _, m := range ms {
+		rs.setMember(m)
+	}
+	return rs, nil
+}
+
+// roomsOf returns the node's rooms module.
+func roomsOf(n *Node) *roomsModule {
+	rs, _ := n.Module(roomsModuleName).(*roomsModule)
+	return rs
+}
+
+// roomRoutes is the route group of rooms, sync and everything they carry.
+func roomRoutes(n *Node) ([]Route, error) {
+	rs, err := newRoomsModule(n)
+	if err != nil {
+		return nil, err
+	}
+	n.SetModule(roomsModuleName, rs)
+	var out []Route
+	for _, g := range []func(*roomsModule) []Route{
+		(*roomsModule).createRoutes, (*roomsModule).membershipRoutes, (*roomsModule).sendRoutes,
+		(*roomsModule).syncRoutes, (*roomsModule).messagesRoutes, (*roomsModule).filterRoutes,
+		(*roomsModule).typingRoutes, (*roomsModule).receiptRoutes, (*roomsModule).profileRoutes,
+		(*roomsModule).accountDataRoutes, (*roomsModule).pushRulesRoutes, (*roomsModule).aliasRoutes,
+	} {
+		out = append(out, g(rs)...)
+	}
+	return out, nil
+}
+
+func (rs *roomsModule) setMember(m store.Membership) {
+	rm := rs.members[m.RoomID]
+	if rm == nil {
+		rm = map[string]store.Membership{}
+		rs.members[m.RoomID] = rm
+	}
+	rm[m.UserID] = m
+	ur := rs.userRooms[m.UserID]
+	if ur == nil {
+		ur = map[string]bool{}
+		rs.userRooms[m.UserID] = ur
+	}
+	ur[m.RoomID] = true
+}
+
+// membership is a user's current membership in a room ("" if none).
+func (rs *roomsModule) membership(roomID, userID string) string {
+	return rs.members[roomID][userID].Membership
+}
+
+// joinedMembers lists the joined users of a room, sorted.
+func (rs *roomsModule) joinedMembers(roomID string) []string {
+	var out []string
+	for u, m := range rs.members[roomID] {
+		if m.Membership == auth.Join {
+			out = append(out, u)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// errRoomNotFound is the API error for an unknown room.
+func errRoomNotFound(roomID string) *Error {
+	return Errorf(404, ErrCodeNotFound, "room %s not found", roomID)
+}
+
+// room loads a room into the cache.
+func (rs *roomsModule) room(roomID string) (*roomCache, error) {
+	if rm := rs.byID[roomID]; rm != nil {
+		return rm, nil
+	}
+	row, err := rs.st.Room(roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errRoomNotFound(roomID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	v, err := event.LookupVersion(row.Version)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	latest, err := rs.st.LatestRoomEvent(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	ids, group, err := rs.st.LoadStateGroup(latest.StateAfter)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	state, err := rs.loadState(ids, v)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	ext, err := rs.st.ForwardExtremities(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	depth, err := rs.st.MaxDepth(ext)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	rm := &roomCache{id: roomID, version: v, state: state, stateIDs: ids, group: group,
+		extremities: ext, depth: depth, lastPos: latest.Pos}
+	rs.byID[roomID] = rm
+	return rm, nil
+}
+
+// loadState parses the events of a state map.
+func (rs *roomsModule) loadState(ids store.StateMap, v *event.RoomVersion) (auth.State, error) {
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+	}
+	rows, err := rs.st.Events(list)
+	if err != nil {
+		return nil, err
+	}
+	state := auth.State{}
+	for _, r := range rows {
+		ev, err := event.Parse(r.JSON, v)
+		if err != nil {
+			return nil, fmt.Errorf("stored event %s: %w", r.EventID, err)
+		}
+		if sk, ok := ev.StateKey(); ok {
+			state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
+		}
+	}
+	return state, nil
+}
+
+// stateAt loads the state map of a state group as parsed events.
+func (rs *roomsModule) stateAt(group int64, v *event.RoomVersion) (auth.State, error) {
+	ids, _, err := rs.st.LoadStateGroup(group)
+	if err != nil {
+		return nil, err
+	}
+	return rs.loadState(ids, v)
+}
+
+// roomBatch collects the events of one request in one transaction. In-memory
+// room caches are updated as events are appended; if the transaction fails,
+// the touched rooms are dropped from the cache and reloaded from the store
+// on next use, and the stream position is not advanced.
+type roomBatch struct {
+	rs      *roomsModule
+	t       *store.RoomTx
+	pos     int64
+	touched map[string]*roomCache
+	members []store.Membership
+	wake    map[string]bool // users whose long polls to wake
+	rooms   map[string]bool // rooms with new events
+	newRoom *store.Room
+}
+
+// write runs f as one batch. f must read the store only through b.t: the
+// store has one connection, which the transaction holds. Load rooms with
+// rs.room before calling write. Once the batch has committed, write applies its
+// membership changes and wakes the long polls it concerns.
+func (rs *roomsModule) write(f func(b *roomBatch) error) error {
+	b := &roomBatch{rs: rs, pos: rs.pos, touched: map[string]*roomCache{}, wake: map[string]bool{}, rooms: map[string]bool{}}
+	err := rs.st.RoomTx(func(t *store.RoomTx) error {
+		b.t = t
+		return f(b)
+	})
+	if err != nil {
+		for id := range b.touched {
+			delete(rs.byID, id)
+		}
+		return err
+	}
+	rs.pos = b.pos
+	for _, m := range b.members {
+		rs.setMember(m)
+	}
+	for room := range b.rooms {
+		for u, m := range rs.members[room] {
+			if m.Membership == auth.Join || m.Membership == auth.Invite {
+				b.wake[u] = true
+			}
+		}
+	}
+	rs.wakeUsers(b.wake)
+	return nil
+}
+
+// eventSpec is an event a local user asks the node to create.
+type eventSpec struct {
+	Type     string
+	StateKey *string
+	Sender   string
+	Content  json.RawMessage
+	Redacts  string
+	// TxnDevice and TxnID record a client transaction ID (send, redact).
+	TxnDevice, TxnID string
+}
+
+// strPtr returns a pointer to s.
+func strPtr(s string) *string { return &s }
+
+// forbidden turns an authorization-rule rejection into 403 M_FORBIDDEN.
+func forbidden(err error) error {
+	if errors.Is(err, auth.ErrForbidden) {
+		return Errorf(403, ErrCodeForbidden, "%v", err)
+	}
+	return err
+}
+
+// append builds, checks and stores one event in rm (rm.id is empty for a
+// room version 12 room whose create event this is: the ID comes from it).
+func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) {
+	rs := b.rs
+	n := rs.n
+	content := spec.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	sk := ""
+	if spec.StateKey != nil {
+		sk = *spec.StateKey
+	}
+	authEvs, err := auth.SelectAuthEvents(rm.version, spec.Type, sk, spec.Sender, content, rm.state)
+	if err != nil {
+		return nil, Errorf(400, ErrCodeBadJSON, "%v", err)
+	}
+	authIDs := make([]string, len(authEvs))
+	for i, e := range authEvs {
+		authIDs[i] = e.ID()
+	}
+	prev := append([]string{}, rm.extremities...)
+	depth := rm.depth + 1
+	if len(prev) == 0 {
+		depth = 1
+	}
+	ev, err := event.Build(event.Proto{
+		RoomID: rm.id, Sender: spec.Sender, Type: spec.Type, StateKey: spec.StateKey, Content: content,
+		PrevEvents: prev, AuthEvents: authIDs, Depth: depth,
+		OriginServerTS: n.Now().UnixMilli(), Redacts: spec.Redacts,
+	}, rm.version, n.ServerName(), n.key.ID, n.key.Key)
+	if err != nil {
+		return nil, Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err)
+	}
+	if rm.id == "" {
+		rm.id = ev.RoomID()
+	}
+	if err := auth.Check(ev, rm.state); err != nil {
+		return nil, forbidden(err)
+	}
+	if b.touched[rm.id] == nil {
+		b.touched[rm.id] = rm
+		rs.byID[rm.id] = rm
+	}
+	if b.newRoom != nil && b.newRoom.RoomID == "" {
+		b.newRoom.RoomID = rm.id
+		if err := b.t.InsertRoom(*b.newRoom); err != nil {
+			return nil, err
+		}
+	}
+	pos := b.pos + 1
+	row := store.EventRow{
+		Pos: pos, EventID: ev.ID(), RoomID: rm.id, Type: ev.Type(), StateKey: spec.StateKey,
+		Sender: ev.Sender(), Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(),
+		StateBefore: rm.group.ID, StateAfter: rm.group.ID, TxnDevice: spec.TxnDevice, TxnID: spec.TxnID,
+		JSON: ev.JSON(),
+	}
+	if ev.IsState() {
+		key := store.StateKey{Type: ev.Type(), StateKey: sk}
+		row.ReplacesState = rm.stateIDs[key]
+		next := make(store.StateMap, len(rm.stateIDs)+1)
+		for k, v := range rm.stateIDs {
+			next[k] = v
+		}
+		next[key] = ev.ID()
+		g, err := b.t.InsertStateGroup(rm.id, rm.group, rm.stateIDs, next)
+		if err != nil {
+			return nil, err
+		}
+		row.StateAfter = g.ID
+		rm.group, rm.stateIDs = g, next
+		rm.state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
+	}
+	if err := b.t.InsertEvent(row, prev); err != nil {
+		return nil, err
+	}
+	if err := b.t.SetForwardExtremities(rm.id, []string{ev.ID()}); err != nil {
+		return nil, err
+	}
+	if spec.TxnID != "" {
+		if err := b.t.InsertTxn(spec.Sender, spec.TxnDevice, spec.TxnID, ev.ID()); err != nil {
+			return nil, err
+		}
+	}
+	if ev.Type() == auth.TypeMember {
+		m := store.Membership{RoomID: rm.id, UserID: sk, Membership: ev.Membership(), EventID: ev.ID(), Pos: pos}
+		if err := b.t.SetMembership(m); err != nil {
+			return nil, err
+		}
+		b.members = append(b.members, m)
+		b.wake[sk] = true
+	}
+	if target := ev.Redacts(); target != "" {
+		if err := b.applyRedaction(rm, ev, target); err != nil {
+			return nil, err
+		}
+	}
+	rm.extremities = []string{ev.ID()}
+	rm.depth = depth
+	rm.lastPos = pos
+	b.pos = pos
+	b.rooms[rm.id] = true
+	return ev, nil
+}
+
+// applyRedaction marks target redacted when the redaction may apply to it
+// (auth.CheckRedaction). An unknown target is left alone.
+// NOTSPEC: a redaction whose target is not yet known is not re-applied
+// when the target arrives later (local rooms only see known targets).
+func (b *roomBatch) applyRedaction(rm *roomCache, redaction *event.Event, target string) error {
+	row, err := b.t.Event(target)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if row.RoomID != rm.id {
+		return nil
+	}
+	orig, err := event.Parse(row.JSON, rm.version)
+	if err != nil {
+		return fmt.Errorf("redact %s: %w", target, err)
+	}
+	if err := auth.CheckRedaction(redaction, orig, rm.state); err != nil {
+		if errors.Is(err, auth.ErrForbidden) {
+			return Errorf(403, ErrCodeForbidden, "you may not redact this event: %v", err)
+		}
+		return err
+	}
+	return b.t.SetRedactedBy(target, redaction.ID())
+}
+
+// sendEvent creates one event in an existing room.
+func (rs *roomsModule) sendEvent(roomID string, spec eventSpec) (*event.Event, error) {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return nil, err
+	}
+	var ev *event.Event
+	err = rs.write(func(b *roomBatch) error {
+		ev, err = b.append(rm, spec)
+		return err
+	})
+	return ev, err
+}
+
+// serverOf returns the server name part of a user, room or alias ID.
+func serverOf(id string) string {
+	_, s, _ := strings.Cut(id, ":")
+	return s
+}
+
+// validUserID checks the shape of a user ID: "@" localpart ":" server.
+// Spec: appendices.md "User Identifiers" (historical localparts accepted).
+func validUserID(s string) bool {
+	if len(s) < 4 || len(s) > 255 || s[0] != '@' {
+		return false
+	}
+	local, server, ok := strings.Cut(s[1:], ":")
+	if !ok || local == "" || server == "" {
+		return false
+	}
+	for _, c := range local {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

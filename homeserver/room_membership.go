@@ -1,0 +1,211 @@
+package homeserver
+
+// Room membership endpoints. Spec: client-server-api "Room membership"
+// (join by ID and by alias, invite, leave, forget, kick, ban, unban) and
+// "Joined rooms"; the membership events are checked by the authorization
+// rules (rooms/v10.md "Authorization rules", m.room.member).
+//
+// NOTSPEC: joining a room this server does not know (over federation) is
+// not implemented yet; it answers 404 M_NOT_FOUND.
+
+import (
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/mxmesh/mxmesh/homeserver/auth"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+func (rs *roomsModule) membershipRoutes() []Route {
+	return []Route{
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/join", Auth: AuthUser, Handle: rs.handleJoin},
+		{Method: "POST", Pattern: "/_matrix/client/v3/join/{roomIdOrAlias}", Auth: AuthUser, Handle: rs.handleJoin},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/invite", Auth: AuthUser, Handle: rs.handleTargetMembership(auth.Invite)},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/kick", Auth: AuthUser, Handle: rs.handleTargetMembership("kick")},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/ban", Auth: AuthUser, Handle: rs.handleTargetMembership(auth.Ban)},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/unban", Auth: AuthUser, Handle: rs.handleTargetMembership("unban")},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/leave", Auth: AuthUser, Handle: rs.handleLeave},
+		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/forget", Auth: AuthUser, Handle: rs.handleForget},
+		{Method: "GET", Pattern: "/_matrix/client/v3/joined_rooms", Auth: AuthUser, Handle: rs.handleJoinedRooms},
+	}
+}
+
+// resolveRoom turns a room ID or a local alias into a room ID.
+func (rs *roomsModule) resolveRoom(idOrAlias string) (string, error) {
+	switch {
+	case strings.HasPrefix(idOrAlias, "!"):
+		return idOrAlias, nil
+	case strings.HasPrefix(idOrAlias, "#"):
+		roomID, _, err := rs.st.Alias(idOrAlias)
+		if errors.Is(err, store.ErrNotFound) {
+			return "", Errorf(404, ErrCodeNotFound, "room alias %s not found", idOrAlias)
+		}
+		return roomID, err
+	}
+	return "", Errorf(400, ErrCodeInvalidParam, "%q is neither a room ID nor a room alias", idOrAlias)
+}
+
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+func (rs *roomsModule) handleJoin(c *Call) {
+	idOrAlias := c.Req.Vars["roomId"]
+	if idOrAlias == "" {
+		idOrAlias = c.Req.Vars["roomIdOrAlias"]
+	}
+	var body reasonBody
+	if err := c.DecodeJSON(&body); err != nil {
+		c.Fail(err)
+		return
+	}
+	roomID, err := rs.resolveRoom(idOrAlias)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if err := rs.join(roomID, c.UserID, body.Reason); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]string{"room_id": roomID})
+}
+
+// join makes userID join roomID (a no-op if already joined).
+func (rs *roomsModule) join(roomID, userID, reason string) error {
+	if _, err := rs.room(roomID); err != nil {
+		return err
+	}
+	if rs.membership(roomID, userID) == auth.Join {
+		return nil
+	}
+	p, err := rs.st.Profile(userID)
+	if err != nil {
+		return err
+	}
+	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(userID), Sender: userID,
+		Content: memberContent(auth.Join, p, reason, false)})
+	return err
+}
+
+type targetBody struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
+// handleTargetMembership serves invite, kick, ban and unban: membership
+// events the caller sends about another user.
+func (rs *roomsModule) handleTargetMembership(action string) func(c *Call) {
+	return func(c *Call) {
+		roomID := c.Req.Vars["roomId"]
+		var body targetBody
+		if err := c.DecodeJSON(&body); err != nil {
+			c.Fail(err)
+			return
+		}
+		if !validUserID(body.UserID) {
+			c.Fail(Errorf(400, ErrCodeInvalidParam, "user_id must be a valid user ID"))
+			return
+		}
+		if _, err := rs.room(roomID); err != nil {
+			c.Fail(err)
+			return
+		}
+		if rs.membership(roomID, c.UserID) != auth.Join {
+			c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
+			return
+		}
+		cur := rs.membership(roomID, body.UserID)
+		var content []byte
+		switch action {
+		case auth.Invite:
+			if cur == auth.Invite {
+				c.Reply(200, struct{}{})
+				return
+			}
+			p, err := rs.st.Profile(body.UserID)
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			content = memberContent(auth.Invite, p, body.Reason, false)
+		case "kick":
+			if cur != auth.Join && cur != auth.Invite && cur != auth.Knock {
+				c.Fail(Errorf(403, ErrCodeForbidden, "%s is not in the room", body.UserID))
+				return
+			}
+			content = memberContent(auth.Leave, store.Profile{}, body.Reason, false)
+		case auth.Ban:
+			content = memberContent(auth.Ban, store.Profile{}, body.Reason, false)
+		case "unban":
+			if cur != auth.Ban {
+				c.Fail(Errorf(403, ErrCodeForbidden, "%s is not banned", body.UserID))
+				return
+			}
+			content = memberContent(auth.Leave, store.Profile{}, body.Reason, false)
+		}
+		_, err := rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(body.UserID), Sender: c.UserID, Content: content})
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, struct{}{})
+	}
+}
+
+func (rs *roomsModule) handleLeave(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	var body reasonBody
+	if err := c.DecodeJSON(&body); err != nil {
+		c.Fail(err)
+		return
+	}
+	switch rs.membership(roomID, c.UserID) {
+	case auth.Join, auth.Invite, auth.Knock:
+	case auth.Leave, auth.Ban:
+		c.Reply(200, struct{}{}) // already out: nothing to do
+		return
+	default:
+		c.Fail(Errorf(403, ErrCodeForbidden, "you are not in %s", roomID))
+		return
+	}
+	_, err := rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(c.UserID), Sender: c.UserID,
+		Content: memberContent(auth.Leave, store.Profile{}, body.Reason, false)})
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, struct{}{})
+}
+
+func (rs *roomsModule) handleForget(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	m, ok := rs.members[roomID][c.UserID]
+	if !ok {
+		c.Fail(Errorf(404, ErrCodeNotFound, "you were never in %s", roomID))
+		return
+	}
+	if m.Membership == auth.Join || m.Membership == auth.Invite || m.Membership == auth.Knock {
+		c.Fail(Errorf(400, ErrCodeUnknown, "leave %s before forgetting it", roomID))
+		return
+	}
+	if err := rs.st.ForgetRoom(roomID, c.UserID); err != nil {
+		c.Fail(err)
+		return
+	}
+	m.Forgotten = true
+	rs.members[roomID][c.UserID] = m
+	c.Reply(200, struct{}{})
+}
+
+func (rs *roomsModule) handleJoinedRooms(c *Call) {
+	out := []string{}
+	for roomID := range rs.userRooms[c.UserID] {
+		if rs.membership(roomID, c.UserID) == auth.Join {
+			out = append(out, roomID)
+		}
+	}
+	sort.Strings(out)
+	c.Reply(200, map[string][]string{"joined_rooms": out})
+}

@@ -1,0 +1,521 @@
+package homeserver
+
+// Sending and reading room events. Spec: client-server-api "Sending events
+// to a room" (send with transaction IDs, state PUT), "Getting events for a
+// room" (/event, /state, /members, /joined_members), "Redactions",
+// "Event context", "Transaction identifiers" (scoped to the device), and
+// "History visibility" for who may read what.
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+
+	"github.com/mxmesh/mxmesh/homeserver/auth"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+func (rs *roomsModule) sendRoutes() []Route {
+	const r = "/_matrix/client/v3/rooms/{roomId}"
+	return []Route{
+		{Method: "PUT", Pattern: r + "/send/{eventType}/{txnId}", Auth: AuthUser, Handle: rs.handleSend},
+		{Method: "PUT", Pattern: r + "/state/{eventType}/{stateKey}", Auth: AuthUser, Handle: rs.handlePutState},
+		{Method: "PUT", Pattern: r + "/state/{eventType}/", Auth: AuthUser, Handle: rs.handlePutState},
+		{Method: "PUT", Pattern: r + "/state/{eventType}", Auth: AuthUser, Handle: rs.handlePutState},
+		{Method: "GET", Pattern: r + "/state/{eventType}/{stateKey}", Auth: AuthUser, Handle: rs.handleGetState},
+		{Method: "GET", Pattern: r + "/state/{eventType}/", Auth: AuthUser, Handle: rs.handleGetState},
+		{Method: "GET", Pattern: r + "/state/{eventType}", Auth: AuthUser, Handle: rs.handleGetState},
+		{Method: "GET", Pattern: r + "/state", Auth: AuthUser, Handle: rs.handleGetAllState},
+		{Method: "PUT", Pattern: r + "/redact/{eventId}/{txnId}", Auth: AuthUser, Handle: rs.handleRedact},
+		{Method: "GET", Pattern: r + "/event/{eventId}", Auth: AuthUser, Handle: rs.handleGetEvent},
+		{Method: "GET", Pattern: r + "/context/{eventId}", Auth: AuthUser, Handle: rs.handleContext},
+		{Method: "GET", Pattern: r + "/members", Auth: AuthUser, Handle: rs.handleMembers},
+		{Method: "GET", Pattern: r + "/joined_members", Auth: AuthUser, Handle: rs.handleJoinedMembers},
+	}
+}
+
+// decodeContent reads a request body that is an event's content: a JSON
+// object.
+func decodeContent(c *Call) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := c.DecodeJSON(&m); err != nil {
+		return nil, err
+	}
+	if len(c.Req.Body) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	return json.RawMessage(c.Req.Body), nil
+}
+
+func (rs *roomsModule) handleSend(c *Call) {
+	roomID, typ, txn := c.Req.Vars["roomId"], c.Req.Vars["eventType"], c.Req.Vars["txnId"]
+	content, err := decodeContent(c)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if id, err := rs.st.Txn(c.UserID, c.DeviceID, txn); err == nil {
+		c.Reply(200, map[string]string{"event_id": id})
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		c.Fail(err)
+		return
+	}
+	if rs.membership(roomID, c.UserID) != auth.Join {
+		if _, err := rs.room(roomID); err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
+		return
+	}
+	spec := eventSpec{Type: typ, Sender: c.UserID, Content: content, TxnDevice: c.DeviceID, TxnID: txn}
+	if typ == auth.TypeRedaction {
+		var rc struct {
+			Redacts string `json:"redacts"`
+		}
+		_ = json.Unmarshal(content, &rc)
+		spec.Redacts = rc.Redacts
+	}
+	ev, err := rs.sendEvent(roomID, spec)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]string{"event_id": ev.ID()})
+}
+
+func (rs *roomsModule) handlePutState(c *Call) {
+	roomID, typ, sk := c.Req.Vars["roomId"], c.Req.Vars["eventType"], c.Req.Vars["stateKey"]
+	content, err := decodeContent(c)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if _, err := rs.room(roomID); err != nil {
+		c.Fail(err)
+		return
+	}
+	if typ == "m.room.canonical_alias" {
+		if err := rs.checkCanonicalAlias(roomID, content); err != nil {
+			c.Fail(err)
+			return
+		}
+	}
+	if typ != auth.TypeMember && rs.membership(roomID, c.UserID) != auth.Join {
+		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
+		return
+	}
+	ev, err := rs.sendEvent(roomID, eventSpec{Type: typ, StateKey: strPtr(sk), Sender: c.UserID, Content: content})
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]string{"event_id": ev.ID()})
+}
+
+// checkCanonicalAlias checks that the local aliases an
+// m.room.canonical_alias event names point to the room.
+// Spec: client-server-api m.room.canonical_alias (400 M_BAD_ALIAS).
+func (rs *roomsModule) checkCanonicalAlias(roomID string, content json.RawMessage) error {
+	var c struct {
+		Alias      *string  `json:"alias"`
+		AltAliases []string `json:"alt_aliases"`
+	}
+	if err := json.Unmarshal(content, &c); err != nil {
+		return Errorf(400, ErrCodeBadJSON, "bad m.room.canonical_alias content: %v", err)
+	}
+	all := c.AltAliases
+	if c.Alias != nil && *c.Alias != "" {
+		all = append(all, *c.Alias)
+	}
+	for _, a := range all {
+		if serverOf(a) != rs.n.ServerName() {
+			continue
+		}
+		got, _, err := rs.st.Alias(a)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && got != roomID) {
+			return Errorf(400, ErrCodeBadAlias, "alias %s does not point to this room", a)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// visibleRange is the stream positions of a room's events the user may
+// read: (from, upTo]. Spec: client-server-api "History visibility".
+// NOTSPEC: visibility is judged by the user's current membership and the
+// current history_visibility, not event by event.
+func (rs *roomsModule) visibleRange(roomID, userID string) (from, upTo int64, err error) {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return 0, 0, err
+	}
+	vis := "shared"
+	if e := rm.state[auth.StateKey{Type: "m.room.history_visibility"}]; e != nil {
+		var hv struct {
+			V string `json:"history_visibility"`
+		}
+		if json.Unmarshal(e.Content(), &hv) == nil && hv.V != "" {
+			vis = hv.V
+		}
+	}
+	m, ok := rs.members[roomID][userID]
+	if vis == "world_readable" && (!ok || m.Membership != auth.Ban) {
+		return 0, math.MaxInt64, nil
+	}
+	if !ok || m.Forgotten {
+		return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
+	}
+	from = 0
+	if vis == "joined" || vis == "invited" {
+		from = m.Pos - 1
+	}
+	switch m.Membership {
+	case auth.Join:
+		return from, math.MaxInt64, nil
+	case auth.Leave, auth.Ban:
+		if from == 0 && vis != "shared" {
+			return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
+		}
+		return from, m.Pos, nil
+	}
+	return 0, 0, Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID)
+}
+
+// visibleState is the room state the user may see: the current state while
+// joined, else the state when the user left.
+func (rs *roomsModule) visibleState(roomID, userID string) (auth.State, error) {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return nil, err
+	}
+	_, upTo, err := rs.visibleRange(roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if upTo == math.MaxInt64 || upTo >= rm.lastPos {
+		return rm.state, nil
+	}
+	m := rs.members[roomID][userID]
+	row, err := rs.st.Event(m.EventID)
+	if err != nil {
+		return nil, err
+	}
+	return rs.stateAt(row.StateAfter, rm.version)
+}
+
+// stateRows returns the stored rows of a state map's events, in stream
+// order.
+func (rs *roomsModule) stateRows(state auth.State) ([]store.EventRow, error) {
+	ids := make([]string, 0, len(state))
+	for _, e := range state {
+		ids = append(ids, e.ID())
+	}
+	return rs.st.Events(ids)
+}
+
+func (rs *roomsModule) handleGetState(c *Call) {
+	roomID, typ, sk := c.Req.Vars["roomId"], c.Req.Vars["eventType"], c.Req.Vars["stateKey"]
+	state, err := rs.visibleState(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	e := state[auth.StateKey{Type: typ, StateKey: sk}]
+	if e == nil {
+		c.Fail(Errorf(404, ErrCodeNotFound, "no %s state with key %q in %s", typ, sk, roomID))
+		return
+	}
+	row, err := rs.st.Event(e.ID())
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	ce, err := rs.clientEvent(row, rs.viewFor(c, true))
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if c.Req.Query.Get("format") == "event" {
+		c.Reply(200, ce)
+		return
+	}
+	c.Reply(200, ce.Content)
+}
+
+func (rs *roomsModule) handleGetAllState(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	state, err := rs.visibleState(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	rows, err := rs.stateRows(state)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	evs, err := rs.clientEvents(rows, rs.viewFor(c, true))
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, evs)
+}
+
+func (rs *roomsModule) handleRedact(c *Call) {
+	roomID, target, txn := c.Req.Vars["roomId"], c.Req.Vars["eventId"], c.Req.Vars["txnId"]
+	var body reasonBody
+	if err := c.DecodeJSON(&body); err != nil {
+		c.Fail(err)
+		return
+	}
+	if id, err := rs.st.Txn(c.UserID, c.DeviceID, txn); err == nil {
+		c.Reply(200, map[string]string{"event_id": id})
+		return
+	}
+	if rs.membership(roomID, c.UserID) != auth.Join {
+		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
+		return
+	}
+	content := map[string]string{}
+	if body.Reason != "" {
+		content["reason"] = body.Reason
+	}
+	ev, err := rs.sendEvent(roomID, eventSpec{Type: auth.TypeRedaction, Sender: c.UserID, Content: mustJSON(content),
+		Redacts: target, TxnDevice: c.DeviceID, TxnID: txn})
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]string{"event_id": ev.ID()})
+}
+
+// visibleEvent loads an event of a room that the user may read.
+func (rs *roomsModule) visibleEvent(roomID, eventID, userID string) (store.EventRow, error) {
+	from, upTo, err := rs.visibleRange(roomID, userID)
+	if err != nil {
+		return store.EventRow{}, err
+	}
+	row, err := rs.st.Event(eventID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (row.RoomID != roomID || row.Pos <= from || row.Pos > upTo)) {
+		return store.EventRow{}, Errorf(404, ErrCodeNotFound, "event %s not found", eventID)
+	}
+	return row, err
+}
+
+func (rs *roomsModule) handleGetEvent(c *Call) {
+	row, err := rs.visibleEvent(c.Req.Vars["roomId"], c.Req.Vars["eventId"], c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	ce, err := rs.clientEvent(row, rs.viewFor(c, true))
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, ce)
+}
+
+// handleContext serves /context: events before and after one event, the
+// pagination tokens around them and the room state at the last one.
+func (rs *roomsModule) handleContext(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	row, err := rs.visibleEvent(roomID, c.Req.Vars["eventId"], c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	limit, err := queryInt(c, "limit", 10)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	limit = min(max(limit, 0), 100)
+	f, err := rs.inlineFilter(c, "filter")
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	from, upTo, _ := rs.visibleRange(roomID, c.UserID)
+	rm, err := rs.room(roomID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	before, err := rs.filteredRange(roomID, from, row.Pos-1, false, limit/2, f.Room.Timeline)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	after, err := rs.filteredRange(roomID, row.Pos, min(upTo, rm.lastPos), true, limit-limit/2, f.Room.Timeline)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	start, end := row.Pos-1, row.Pos
+	if len(before) > 0 {
+		start = before[len(before)-1].Pos - 1
+	}
+	last := row
+	if len(after) > 0 {
+		end = after[len(after)-1].Pos
+		last = after[len(after)-1]
+	}
+	view := rs.viewFor(c, true)
+	ev, err := rs.clientEvent(row, view)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	evBefore, err := rs.clientEvents(before, view)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	evAfter, err := rs.clientEvents(after, view)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	state, err := rs.stateAt(last.StateAfter, rm.version)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if f.Room.State.LazyLoadMembers {
+		state = lazyMembers(state, append(append([]store.EventRow{row}, before...), after...), c.UserID)
+	}
+	stateRows, err := rs.stateRows(state)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	stateEvs, err := rs.clientEvents(stateRows, view)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]any{
+		"event": ev, "events_before": evBefore, "events_after": evAfter,
+		"start": streamToken{pos: start}.String(), "end": streamToken{pos: end}.String(),
+		"state": stateEvs,
+	})
+}
+
+// lazyMembers keeps, of state's member events, only those of the senders of
+// rows and of the user. Spec: client-server-api "Lazy-loading room members".
+func lazyMembers(state auth.State, rows []store.EventRow, userID string) auth.State {
+	want := map[string]bool{userID: true}
+	for _, r := range rows {
+		want[r.Sender] = true
+	}
+	out := make(auth.State, len(state))
+	for k, e := range state {
+		if k.Type == auth.TypeMember && !want[k.StateKey] {
+			continue
+		}
+		out[k] = e
+	}
+	return out
+}
+
+func (rs *roomsModule) handleMembers(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	state, err := rs.visibleState(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if at := c.Req.Query.Get("at"); at != "" {
+		tok, err := parseStreamToken(at)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		rm, err := rs.room(roomID)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		rows, err := rs.st.RoomEventsRange(roomID, 0, tok.pos, false, 1)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if len(rows) > 0 && rows[0].Pos < rm.lastPos {
+			if state, err = rs.stateAt(rows[0].StateAfter, rm.version); err != nil {
+				c.Fail(err)
+				return
+			}
+		}
+	}
+	want, notWant := c.Req.Query.Get("membership"), c.Req.Query.Get("not_membership")
+	members := auth.State{}
+	for k, e := range state {
+		if k.Type != auth.TypeMember {
+			continue
+		}
+		m := e.Membership()
+		if (want != "" && m != want) || (notWant != "" && m == notWant) {
+			continue
+		}
+		members[k] = e
+	}
+	rows, err := rs.stateRows(members)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	evs, err := rs.clientEvents(rows, rs.viewFor(c, true))
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]any{"chunk": evs})
+}
+
+type joinedMember struct {
+	DisplayName *string `json:"display_name,omitempty"`
+	AvatarURL   *string `json:"avatar_url,omitempty"`
+}
+
+func (rs *roomsModule) handleJoinedMembers(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	state, err := rs.visibleState(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	out := map[string]joinedMember{}
+	for k, e := range state {
+		if k.Type != auth.TypeMember || e.Membership() != auth.Join {
+			continue
+		}
+		var mc struct {
+			DisplayName *string `json:"displayname"`
+			AvatarURL   *string `json:"avatar_url"`
+		}
+		_ = json.Unmarshal(e.Content(), &mc)
+		out[k.StateKey] = joinedMember{DisplayName: mc.DisplayName, AvatarURL: mc.AvatarURL}
+	}
+	c.Reply(200, map[string]any{"joined": out})
+}
+
+// queryInt reads an integer query parameter (def when absent).
+func queryInt(c *Call, name string, def int) (int, error) {
+	s := c.Req.Query.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, Errorf(400, ErrCodeInvalidParam, "query parameter %s must be an integer", name)
+	}
+	return n, nil
+}

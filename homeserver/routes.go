@@ -1,0 +1,10 @@
+package homeserver
+
+// routeGroups builds the node's route table: one function per area, each
+// returning its routes (and keeping its per-node state in closures or in
+// Node.SetModule). Add a group by adding its function to this list.
+var routeGroups = []func(n *Node) ([]Route, error){
+	infoRoutes,
+	accountRoutes,
+	roomRoutes,
+}

@@ -1,0 +1,24 @@
+// Package store is a node's SQLite database (modernc.org/sqlite, pure Go).
+//
+// Connection settings: WAL journal (readers never block the writer, and
+// `mxmesh user add` can write while the server runs), busy_timeout
+// BusyTimeoutMillis, foreign keys on, synchronous=NORMAL (durable at each
+// WAL checkpoint; a power cut loses at most the last transactions, never
+// corrupts), and BEGIN IMMEDIATE transactions. The node loop is the one
+// writer and holds a single connection.
+//
+// Schema: numbered migrations embedded from migrations/NNNN_name.sql,
+// versions 1, 2, … without gaps, each applied in its own transaction
+// together with its row in schema_migrations(version, name). Opening a
+// database runs every migration after its current version; a database
+// newer than the binary is refused. A test builds every earlier schema and
+// upgrades it, checking the result matches a fresh database.
+//
+// Portability: the SQL sticks to what SQLite and PostgreSQL share (TEXT,
+// BIGINT, BOOLEAN, INSERT … ON CONFLICT … DO UPDATE) so that a PostgreSQL
+// store needs no second copy of the queries; only the "?" placeholders
+// would be rebound to "$n".
+//
+// Files: store.go (open, migrations, transactions), accounts.go (accounts
+// and devices); room and event tables live in their own files.
+package store

@@ -1,0 +1,635 @@
+package homeserver
+
+// GET /_matrix/client/v3/sync. Spec: client-server-api "Syncing" and
+// GET /sync: initial and incremental sync, long-polling with timeout,
+// filters (timeline limit, limited + prev_batch, lazy_load_members,
+// include_leave), the join / invite / leave sections, state deltas,
+// ephemeral events (m.typing, m.receipt), account data and
+// unread_notifications.
+//
+// A long poll is a waiter inside the node loop: when the response would be
+// empty, the call stays open; a change touching the user (an event in one
+// of their rooms, a membership change, a receipt, typing, account data)
+// rebuilds the response, and a timer answers with an empty one when the
+// timeout runs out.
+
+import (
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/mxmesh/mxmesh/homeserver/auth"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// Sync limits.
+const (
+	defaultTimelineLimit = 10               // timeline events per room when the filter sets none
+	maxTimelineLimit     = 1000             // cap on a filter's timeline limit
+	maxSyncTimeout       = 10 * time.Minute // cap on the long-poll timeout
+)
+
+type syncRequest struct {
+	userID, deviceID string
+	since            *streamToken // nil: initial sync
+	fullState        bool
+	filter           *syncFilter
+	timeout          time.Duration
+}
+
+type syncWaiter struct {
+	c     *Call
+	req   *syncRequest
+	timer interface{ Stop() bool }
+}
+
+type syncResponse struct {
+	NextBatch   string           `json:"next_batch"`
+	Rooms       syncRooms        `json:"rooms"`
+	AccountData eventList        `json:"account_data"`
+	Presence    eventList        `json:"presence"`
+	ToDevice    eventList        `json:"to_device"`
+	OTKCount    map[string]int   `json:"device_one_time_keys_count"`
+	DeviceLists *json.RawMessage `json:"device_lists,omitempty"`
+}
+
+type syncRooms struct {
+	Join   map[string]*joinedRoom  `json:"join"`
+	Invite map[string]*invitedRoom `json:"invite"`
+	Leave  map[string]*leftRoom    `json:"leave"`
+	Knock  map[string]any          `json:"knock"`
+}
+
+type eventList struct {
+	Events []any `json:"events"`
+}
+
+type timeline struct {
+	Events    []*clientEvent `json:"events"`
+	Limited   bool           `json:"limited"`
+	PrevBatch string         `json:"prev_batch"`
+}
+
+type stateList struct {
+	Events []*clientEvent `json:"events"`
+}
+
+type joinedRoom struct {
+	Timeline    timeline       `json:"timeline"`
+	State       stateList      `json:"state"`
+	Ephemeral   eventList      `json:"ephemeral"`
+	AccountData eventList      `json:"account_data"`
+	Unread      unreadCounts   `json:"unread_notifications"`
+	Summary     map[string]any `json:"summary"`
+}
+
+type unreadCounts struct {
+	Highlight    int `json:"highlight_count"`
+	Notification int `json:"notification_count"`
+}
+
+type invitedRoom struct {
+	InviteState eventList `json:"invite_state"`
+}
+
+type leftRoom struct {
+	Timeline    timeline  `json:"timeline"`
+	State       stateList `json:"state"`
+	AccountData eventList `json:"account_data"`
+}
+
+// strippedEvent is a stripped state event of invite_state. Spec:
+// client-server-api "Stripped state".
+type strippedEvent struct {
+	Content  json.RawMessage `json:"content"`
+	Sender   string          `json:"sender"`
+	StateKey string          `json:"state_key"`
+	Type     string          `json:"type"`
+}
+
+// strippedStateTypes are the state events an invitee sees.
+var strippedStateTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
+
+func (rs *roomsModule) syncRoutes() []Route {
+	return []Route{{Method: "GET", Pattern: "/_matrix/client/v3/sync", Auth: AuthUser, Unlimited: true, Handle: rs.handleSync}}
+}
+
+func (rs *roomsModule) handleSync(c *Call) {
+	req := &syncRequest{userID: c.UserID, deviceID: c.DeviceID, fullState: c.Req.Query.Get("full_state") == "true"}
+	if s := c.Req.Query.Get("since"); s != "" {
+		tok, err := parseStreamToken(s)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if tok.pos > rs.pos {
+			// A token from the future (a database restored from backup):
+			// start over rather than miss events.
+			tok.pos = rs.pos
+		}
+		req.since = &tok
+	}
+	ms, err := queryInt(c, "timeout", 0)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	req.timeout = min(time.Duration(max(ms, 0))*time.Millisecond, maxSyncTimeout)
+	if req.filter, err = rs.loadFilter(c.UserID, c.Req.Query.Get("filter")); err != nil {
+		c.Fail(err)
+		return
+	}
+	resp, empty, err := rs.buildSync(req)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if !empty || req.since == nil || req.timeout == 0 || req.fullState {
+		c.Reply(200, resp)
+		return
+	}
+	w := &syncWaiter{c: c, req: req}
+	set := rs.waiters[c.UserID]
+	if set == nil {
+		set = map[*syncWaiter]bool{}
+		rs.waiters[c.UserID] = set
+	}
+	set[w] = true
+	w.timer = rs.n.AfterFunc(req.timeout, func() {
+		if !rs.dropWaiter(w) {
+			return
+		}
+		resp, _, err := rs.buildSync(w.req)
+		if err != nil {
+			w.c.Fail(err)
+			return
+		}
+		w.c.Reply(200, resp)
+	})
+	c.OnCancel(func() {
+		rs.dropWaiter(w)
+		w.timer.Stop()
+	})
+}
+
+// dropWaiter forgets a waiter; it reports whether it was still waiting.
+func (rs *roomsModule) dropWaiter(w *syncWaiter) bool {
+	set := rs.waiters[w.req.userID]
+	if !set[w] {
+		return false
+	}
+	delete(set, w)
+	if len(set) == 0 {
+		delete(rs.waiters, w.req.userID)
+	}
+	return !w.c.Done()
+}
+
+// wakeUsers re-runs the long polls of the given users and answers those
+// that now have something to return.
+func (rs *roomsModule) wakeUsers(users map[string]bool) {
+	if len(rs.waiters) == 0 {
+		return
+	}
+	names := make([]string, 0, len(users))
+	for u := range users {
+		if len(rs.waiters[u]) > 0 {
+			names = append(names, u)
+		}
+	}
+	sort.Strings(names) // deterministic order for the simulator
+	for _, u := range names {
+		ws := make([]*syncWaiter, 0, len(rs.waiters[u]))
+		for w := range rs.waiters[u] {
+			ws = append(ws, w)
+		}
+		sort.Slice(ws, func(i, j int) bool { return rs.n.callIDs[ws[i].c] < rs.n.callIDs[ws[j].c] })
+		for _, w := range ws {
+			resp, empty, err := rs.buildSync(w.req)
+			if err == nil && empty {
+				continue
+			}
+			rs.dropWaiter(w)
+			w.timer.Stop()
+			if err != nil {
+				w.c.Fail(err)
+				continue
+			}
+			w.c.Reply(200, resp)
+		}
+	}
+}
+
+// wakeRoom wakes the long polls of a room's joined members.
+func (rs *roomsModule) wakeRoom(roomID string) {
+	users := map[string]bool{}
+	for u, m := range rs.members[roomID] {
+		if m.Membership == auth.Join {
+			users[u] = true
+		}
+	}
+	rs.wakeUsers(users)
+}
+
+// buildSync assembles a sync response; empty reports that it carries
+// nothing new (only then does a long poll wait).
+func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) {
+	now := rs.pos
+	since := int64(0)
+	var sinceTyping int64
+	if req.since != nil {
+		since, sinceTyping = req.since.pos, req.since.typing
+	}
+	resp := &syncResponse{
+		NextBatch: streamToken{pos: now, typing: rs.typingSerial}.String(),
+		Rooms: syncRooms{Join: map[string]*joinedRoom{}, Invite: map[string]*invitedRoom{},
+			Leave: map[string]*leftRoom{}, Knock: map[string]any{}},
+		AccountData: eventList{Events: []any{}}, Presence: eventList{Events: []any{}},
+		ToDevice: eventList{Events: []any{}}, OTKCount: map[string]int{},
+	}
+	f := req.filter
+	empty := true
+
+	// Account data, global and per room.
+	ad, err := rs.st.AccountDataSince(req.userID, since, now)
+	if err != nil {
+		return nil, false, err
+	}
+	roomAD := map[string][]any{}
+	havePushRules := false
+	for _, a := range ad {
+		ev := map[string]any{"type": a.Type, "content": json.RawMessage(a.Content)}
+		if a.RoomID == "" {
+			if a.Type == pushRulesType {
+				havePushRules = true
+			}
+			if f.AccountData.allows(a.Type, req.userID) {
+				resp.AccountData.Events = append(resp.AccountData.Events, ev)
+			}
+		} else if f.Room.AccountData.allows(a.Type, req.userID) {
+			roomAD[a.RoomID] = append(roomAD[a.RoomID], ev)
+		}
+	}
+	if req.since == nil && !havePushRules && f.AccountData.allows(pushRulesType, req.userID) {
+		resp.AccountData.Events = append(resp.AccountData.Events,
+			map[string]any{"type": pushRulesType, "content": defaultPushRules(req.userID)})
+	}
+	if len(resp.AccountData.Events) > 0 {
+		empty = false
+	}
+
+	roomIDs := make([]string, 0, len(rs.userRooms[req.userID]))
+	for id := range rs.userRooms[req.userID] {
+		roomIDs = append(roomIDs, id)
+	}
+	sort.Strings(roomIDs)
+	for _, roomID := range roomIDs {
+		if !f.Room.allowsRoom(roomID) {
+			continue
+		}
+		m := rs.members[roomID][req.userID]
+		if m.Pos > now {
+			continue // written after this response's position
+		}
+		changed := req.since == nil || m.Pos > since
+		switch m.Membership {
+		case auth.Join:
+			jr, err := rs.syncJoined(req, roomID, m, since, sinceTyping, now, roomAD[roomID])
+			if err != nil {
+				return nil, false, err
+			}
+			if jr != nil {
+				resp.Rooms.Join[roomID] = jr
+				empty = false
+			}
+		case auth.Invite:
+			if !changed {
+				continue
+			}
+			ir, err := rs.syncInvited(roomID, m)
+			if err != nil {
+				return nil, false, err
+			}
+			resp.Rooms.Invite[roomID] = ir
+			empty = false
+		case auth.Leave, auth.Ban:
+			if m.Forgotten || !changed || (req.since == nil && !f.Room.IncludeLeave) {
+				continue
+			}
+			lr, err := rs.syncLeft(req, roomID, m, since, roomAD[roomID])
+			if err != nil {
+				return nil, false, err
+			}
+			if lr != nil {
+				resp.Rooms.Leave[roomID] = lr
+				empty = false
+			}
+		}
+	}
+	return resp, empty, nil
+}
+
+// syncTimeline loads a room's timeline for (after, upTo] and the state to
+// send with it. full: send the whole state at the start of the timeline
+// (initial sync, newly joined, full_state); otherwise only the state that
+// changed between after and the start of the timeline.
+func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo int64, full bool) (timeline, stateList, error) {
+	f := req.filter
+	limit := f.Room.Timeline.Limit
+	if limit == 0 {
+		limit = defaultTimelineLimit
+	}
+	limit = min(limit, maxTimelineLimit)
+	visFrom, _, err := rs.visibleRange(roomID, req.userID)
+	if err != nil && !full {
+		return timeline{}, stateList{}, nil
+	}
+	after = max(after, visFrom)
+	rows, err := rs.filteredRange(roomID, after, upTo, false, limit+1, f.Room.Timeline)
+	if err != nil {
+		return timeline{}, stateList{}, err
+	}
+	tl := timeline{Events: []*clientEvent{}}
+	if len(rows) > limit {
+		tl.Limited = true
+		rows = rows[:limit]
+	}
+	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+		rows[i], rows[j] = rows[j], rows[i]
+	}
+	view := eventView{userID: req.userID, deviceID: req.deviceID, now: rs.n.Now().UnixMilli()}
+	tl.PrevBatch = streamToken{pos: after}.String()
+	if len(rows) > 0 {
+		tl.PrevBatch = streamToken{pos: rows[0].Pos - 1}.String()
+	}
+	if tl.Events, err = rs.clientEvents(rows, view); err != nil {
+		return timeline{}, stateList{}, err
+	}
+
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return timeline{}, stateList{}, err
+	}
+	// The state group at the start of the timeline.
+	startGroup := int64(-1)
+	switch {
+	case len(rows) > 0:
+		startGroup = rows[0].StateBefore
+	case upTo >= rm.lastPos:
+		startGroup = rm.group.ID
+	default:
+		last, err := rs.st.RoomEventsRange(roomID, 0, upTo, false, 1)
+		if err != nil {
+			return timeline{}, stateList{}, err
+		}
+		if len(last) > 0 {
+			startGroup = last[0].StateAfter
+		}
+	}
+	var state auth.State
+	needed := full || (tl.Limited && len(rows) > 0)
+	lazy := f.Room.State.LazyLoadMembers
+	if needed || (lazy && len(rows) > 0) {
+		if startGroup == rm.group.ID {
+			state = rm.state
+		} else if startGroup >= 0 {
+			if state, err = rs.stateAt(startGroup, rm.version); err != nil {
+				return timeline{}, stateList{}, err
+			}
+		}
+	}
+	out := auth.State{}
+	if full {
+		for k, e := range state {
+			out[k] = e
+		}
+	} else if needed {
+		// Only what changed in the gap between the token and the timeline.
+		gapEnd := upTo
+		if len(rows) > 0 {
+			gapEnd = rows[0].Pos - 1
+		}
+		changed, err := rs.st.RoomStateEventsRange(roomID, after, gapEnd)
+		if err != nil {
+			return timeline{}, stateList{}, err
+		}
+		for _, r := range changed {
+			k := auth.StateKey{Type: r.Type, StateKey: *r.StateKey}
+			if e := state[k]; e != nil {
+				out[k] = e
+			}
+		}
+	}
+	if lazy {
+		if full || needed {
+			out = lazyMembers(out, rows, req.userID)
+		}
+		// Members of the timeline's senders, unless the timeline has them.
+		inTimeline := map[string]bool{}
+		for _, r := range rows {
+			if r.Type == auth.TypeMember && r.StateKey != nil {
+				inTimeline[*r.StateKey] = true
+			}
+		}
+		for _, r := range rows {
+			k := auth.StateKey{Type: auth.TypeMember, StateKey: r.Sender}
+			if e := state[k]; e != nil && !inTimeline[r.Sender] {
+				out[k] = e
+			}
+		}
+	}
+	st := stateList{Events: []*clientEvent{}}
+	var keep []*clientEvent
+	if len(out) > 0 {
+		srows, err := rs.stateRows(out)
+		if err != nil {
+			return timeline{}, stateList{}, err
+		}
+		for _, r := range srows {
+			if !f.Room.State.allowsRow(r) {
+				continue
+			}
+			ce, err := rs.clientEvent(r, view)
+			if err != nil {
+				return timeline{}, stateList{}, err
+			}
+			keep = append(keep, ce)
+		}
+	}
+	if keep != nil {
+		st.Events = keep
+	}
+	return tl, st, nil
+}
+
+func (rs *roomsModule) syncJoined(req *syncRequest, roomID string, m store.Membership, since, sinceTyping, now int64, ad []any) (*joinedRoom, error) {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return nil, err
+	}
+	initial := req.since == nil
+	newlyJoined := !initial && m.Pos > since
+	full := initial || newlyJoined || req.fullState
+	jr := &joinedRoom{Ephemeral: eventList{Events: []any{}}, AccountData: eventList{Events: ad}}
+	if jr.AccountData.Events == nil {
+		jr.AccountData.Events = []any{}
+	}
+	hasNew := rm.lastPos > since
+	if full || hasNew {
+		if jr.Timeline, jr.State, err = rs.syncTimeline(req, roomID, since, now, full); err != nil {
+			return nil, err
+		}
+	} else {
+		jr.Timeline = timeline{Events: []*clientEvent{}, PrevBatch: streamToken{pos: since}.String()}
+		jr.State = stateList{Events: []*clientEvent{}}
+	}
+	// Ephemeral: typing and receipts.
+	if t := rs.typing[roomID]; t != nil && (initial || t.serial > sinceTyping) && (initial && len(t.users) > 0 || !initial) {
+		if req.filter.Room.Ephemeral.allows("m.typing", "") {
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, t.event())
+		}
+	}
+	if req.filter.Room.Ephemeral.allows("m.receipt", "") {
+		receipts, err := rs.st.Receipts(roomID, since, now)
+		if err != nil {
+			return nil, err
+		}
+		if ev := receiptEvent(receipts, req.userID); ev != nil {
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
+		}
+	}
+	if !full && len(jr.Timeline.Events) == 0 && len(jr.State.Events) == 0 &&
+		len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
+		return nil, nil
+	}
+	if jr.Unread, err = rs.unreadCounts(roomID, req.userID, now); err != nil {
+		return nil, err
+	}
+	jr.Summary = rs.roomSummary(rm, req.userID)
+	return jr, nil
+}
+
+// roomSummary is the room summary of a joined room. Spec: client-server-api
+// GET /sync RoomSummary (heroes only when the room has no name or alias).
+func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any {
+	joined, invited := 0, 0
+	var others []string
+	for u, m := range rs.members[rm.id] {
+		switch m.Membership {
+		case auth.Join:
+			joined++
+		case auth.Invite:
+			invited++
+		default:
+			continue
+		}
+		if u != userID {
+			others = append(others, u)
+		}
+	}
+	s := map[string]any{"m.joined_member_count": joined, "m.invited_member_count": invited}
+	if rm.state[auth.StateKey{Type: "m.room.name"}] == nil && rm.state[auth.StateKey{Type: "m.room.canonical_alias"}] == nil {
+		sort.Strings(others)
+		if len(others) > 5 {
+			others = others[:5]
+		}
+		if others == nil {
+			others = []string{}
+		}
+		s["m.heroes"] = others
+	}
+	return s
+}
+
+func (rs *roomsModule) syncInvited(roomID string, m store.Membership) (*invitedRoom, error) {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := rs.st.Event(m.EventID)
+	if err != nil {
+		return nil, err
+	}
+	state, err := rs.stateAt(row.StateAfter, rm.version)
+	if err != nil {
+		return nil, err
+	}
+	ir := &invitedRoom{InviteState: eventList{Events: []any{}}}
+	keys := make([]auth.StateKey, 0, len(strippedStateTypes)+1)
+	for _, t := range strippedStateTypes {
+		keys = append(keys, auth.StateKey{Type: t})
+	}
+	keys = append(keys, auth.StateKey{Type: auth.TypeMember, StateKey: m.UserID})
+	for _, k := range keys {
+		e := state[k]
+		if e == nil {
+			continue
+		}
+		sk, _ := e.StateKey()
+		ir.InviteState.Events = append(ir.InviteState.Events, strippedEvent{
+			Content: e.Content(), Sender: e.Sender(), StateKey: sk, Type: e.Type()})
+	}
+	return ir, nil
+}
+
+func (rs *roomsModule) syncLeft(req *syncRequest, roomID string, m store.Membership, since int64, ad []any) (*leftRoom, error) {
+	lr := &leftRoom{AccountData: eventList{Events: ad}}
+	if lr.AccountData.Events == nil {
+		lr.AccountData.Events = []any{}
+	}
+	var err error
+	if lr.Timeline, lr.State, err = rs.syncTimeline(req, roomID, since, m.Pos, req.since == nil || req.fullState); err != nil {
+		return nil, err
+	}
+	return lr, nil
+}
+
+// unreadCounts counts the events after the user's read receipt that the
+// default push rules notify for. NOTSPEC: the user's own push rule changes
+// are not taken into account; messages and encrypted events count, and
+// highlights are messages that mention the user (m.mentions or their ID
+// in the body).
+func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCounts, error) {
+	readPos, err := rs.st.UserReadPos(roomID, userID)
+	if err != nil {
+		return unreadCounts{}, err
+	}
+	if own := rs.members[roomID][userID]; own.Membership == auth.Join && readPos < own.Pos {
+		readPos = own.Pos // nothing before joining is unread
+	}
+	var u unreadCounts
+	rows, err := rs.st.RoomEventsRange(roomID, readPos, now, true, maxUnreadScan)
+	if err != nil {
+		return unreadCounts{}, err
+	}
+	for _, r := range rows {
+		if r.Sender == userID || r.RedactedBy != "" {
+			continue
+		}
+		if r.Type != "m.room.message" && r.Type != "m.room.encrypted" {
+			continue
+		}
+		var body struct {
+			Content struct {
+				Body     string `json:"body"`
+				MsgType  string `json:"msgtype"`
+				Mentions *struct {
+					UserIDs []string `json:"user_ids"`
+				} `json:"m.mentions"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(r.JSON, &body)
+		if body.Content.MsgType == "m.notice" {
+			continue
+		}
+		u.Notification++
+		if mn := body.Content.Mentions; mn != nil && containsStr(mn.UserIDs, userID) {
+			u.Highlight++
+		}
+	}
+	return u, nil
+}
+
+// maxUnreadScan bounds how many events an unread count looks at.
+const maxUnreadScan = 500

@@ -1,0 +1,147 @@
+package noise
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	fnoise "github.com/flynn/noise"
+)
+
+// Defaults for the zero values of Config's durations and limits.
+const (
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultHandshakeAttempts = 5
+	DefaultRekeyAfter        = time.Hour
+	DefaultNoReplyTimeout    = 15 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
+	DefaultHandshakeRate     = 50 // message-1s per second before cookies are required
+	DefaultSourceRate        = 5  // message-1s per second per source address
+	DefaultMaxQueued         = 16 // plaintexts queued per peer behind a handshake
+
+	// rekeyAfterMessages: start a new handshake once a session sent this
+	// many packets; rejectAfterMessages: never use a counter this high (the
+	// replay window also refuses it). Both far below 2^64-1, which the Noise
+	// spec (§5.1) reserves.
+	rekeyAfterMessages  = 1 << 60
+	rejectAfterMessages = 1 << 62
+
+	maxSources    = 4096 // per-source rate-limit entries kept
+	maxPendingXX  = 256  // responder XX handshakes awaiting message 3
+	maxKKHintPeers = 4   // DH attempts for one KK key hint
+	cookieUseFor  = cookieSecretLifetime - 10*time.Second
+)
+
+// prologue is mixed into every handshake (Noise spec §6), binding it to
+// this protocol and version.
+var prologue = []byte("mxmesh-noise-v1")
+
+// suite is Noise_*_25519_ChaChaPoly_BLAKE2s (Noise spec §12).
+var suite = fnoise.NewCipherSuite(fnoise.DH25519, fnoise.CipherChaChaPoly, fnoise.HashBLAKE2s)
+
+// Address is the caller's opaque datagram address. It must be comparable
+// (sessions and rate limits are keyed by it) and give bytes for the cookie
+// MAC. netip.AddrPort satisfies it; the zero value means "unknown".
+type Address interface {
+	comparable
+	AppendBinary(b []byte) ([]byte, error)
+}
+
+// KeyPair is an X25519 Noise static key pair.
+type KeyPair struct {
+	Private []byte // 32 bytes
+	Public  []byte // 32 bytes
+}
+
+// GenerateKeyPair makes a Noise static key pair from rng.
+func GenerateKeyPair(rng io.Reader) (KeyPair, error) {
+	k, err := suite.GenerateKeypair(rng)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("generate noise key: %w", err)
+	}
+	return KeyPair{Private: k.Private, Public: k.Public}, nil
+}
+
+// Peer is one entry of the peer table: a pin of a server name to its keys.
+type Peer[A Address] struct {
+	// Name is the peer's Matrix server name.
+	Name string
+	// NoiseKey is the peer's 32-byte Noise static public key. Nil means
+	// not known yet: the first handshake is Noise_XX, allowed only with
+	// Config.TrustOnFirstUse or a known SigningKey.
+	NoiseKey []byte
+	// SigningKey is the peer's Matrix ed25519 signing key. When set, any
+	// identity binding the peer presents must be signed by it.
+	SigningKey ed25519.PublicKey
+	// Addr is where to send the first handshake; the zero value means
+	// unknown (the peer must contact us first). It follows the peer as
+	// authenticated packets arrive from new addresses.
+	Addr A
+	// Mutual says the peer has pinned our key too, so Noise_KK (no identity
+	// binding, smaller first message) is used instead of Noise_IK.
+	Mutual bool
+}
+
+// Config configures an Endpoint.
+type Config[A Address] struct {
+	// ServerName is our Matrix server name (1–255 bytes).
+	ServerName string
+	// Static is our Noise static key pair.
+	Static KeyPair
+	// SigningKey is our Matrix ed25519 signing key; it signs the binding of
+	// Static.Public to ServerName once, at New.
+	SigningKey ed25519.PrivateKey
+	// Peers is the initial peer table.
+	Peers []Peer[A]
+	// TrustOnFirstUse accepts peers that are not in the table, and lets us
+	// contact peers whose Noise key is unknown, pinning what their identity
+	// binding shows (reported as EventLearned).
+	TrustOnFirstUse bool
+	// Random supplies ephemeral keys, session indices, cookie secrets and
+	// nonces. Required; use clock.SystemRNG in production.
+	Random io.Reader
+	// Logger receives debug and info records; nil discards them.
+	Logger *slog.Logger
+
+	HandshakeTimeout  time.Duration // retry message 1 after this; default 5 s
+	HandshakeAttempts int           // give up after this many message 1s; default 5
+	RekeyAfter        time.Duration // new handshake after this session age; default 1 h
+	RejectAfter       time.Duration // never use a session older than this; default 2×RekeyAfter
+	NoReplyTimeout    time.Duration // re-handshake when sent packets get no answer this long; default 15 s
+	KeepaliveTimeout  time.Duration // send an empty packet if we received but sent nothing this long; default 10 s, negative disables
+	HandshakeRate     float64       // message-1s per second accepted without cookies (burst = 2×); default 50
+	SourceRate        float64       // message-1s per second per source (burst = 2×); default 5
+	MaxQueued         int           // plaintexts queued per peer during a handshake; default 16
+}
+
+func (c *Config[A]) setDefaults() {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.HandshakeAttempts <= 0 {
+		c.HandshakeAttempts = DefaultHandshakeAttempts
+	}
+	if c.RekeyAfter <= 0 {
+		c.RekeyAfter = DefaultRekeyAfter
+	}
+	if c.RejectAfter <= c.RekeyAfter {
+		c.RejectAfter = 2 * c.RekeyAfter
+	}
+	if c.NoReplyTimeout <= 0 {
+		c.NoReplyTimeout = DefaultNoReplyTimeout
+	}
+	if c.KeepaliveTimeout == 0 {
+		c.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
+	if c.HandshakeRate <= 0 {
+		c.HandshakeRate = DefaultHandshakeRate
+	}
+	if c.SourceRate <= 0 {
+		c.SourceRate = DefaultSourceRate
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = DefaultMaxQueued
+	}
+}
