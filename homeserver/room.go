@@ -221,8 +221,12 @@ func (rs *roomsModule) loadState(ids store.StateMap, v *event.RoomVersion) (auth
 	return state, nil
 }
 
-// stateAt loads the state map of a state group as parsed events.
+// stateAt loads the state map of a state group as parsed events. Group 0
+// is the empty state before a room's create event.
 func (rs *roomsModule) stateAt(group int64, v *event.RoomVersion) (auth.State, error) {
+	if group <= 0 {
+		return auth.State{}, nil
+	}
 	ids, _, err := rs.st.LoadStateGroup(group)
 	if err != nil {
 		return nil, err

@@ -77,6 +77,10 @@ func (rs *roomsModule) handleSend(c *Call) {
 		}
 		_ = json.Unmarshal(content, &rc)
 		spec.Redacts = rc.Redacts
+		if err := rs.checkRedactPower(roomID, c.UserID, rc.Redacts); err != nil {
+			c.Fail(err)
+			return
+		}
 	}
 	ev, err := rs.sendEvent(roomID, spec)
 	if err != nil {
@@ -282,6 +286,10 @@ func (rs *roomsModule) handleRedact(c *Call) {
 		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
 		return
 	}
+	if err := rs.checkRedactPower(roomID, c.UserID, target); err != nil {
+		c.Fail(err)
+		return
+	}
 	content := map[string]string{}
 	if body.Reason != "" {
 		content["reason"] = body.Reason
@@ -293,6 +301,41 @@ func (rs *roomsModule) handleRedact(c *Call) {
 		return
 	}
 	c.Reply(200, map[string]string{"event_id": ev.ID()})
+}
+
+// checkRedactPower applies the client-side rule for redactions: users may
+// redact their own events, and others' only with the room's redact power
+// level. (auth.CheckRedaction also lets any user of the same server
+// redact, which is the rule between servers, not between users.)
+// Spec: client-server-api "Redactions" and m.room.power_levels "redact".
+func (rs *roomsModule) checkRedactPower(roomID, userID, target string) error {
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return err
+	}
+	row, err := rs.st.Event(target)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
+		return Errorf(404, ErrCodeNotFound, "event %s not found", target)
+	}
+	if err != nil {
+		return err
+	}
+	if row.Sender == userID {
+		return nil
+	}
+	need := int64(50)
+	if pl := rm.state[auth.StateKey{Type: auth.TypePowerLevels}]; pl != nil {
+		var c struct {
+			Redact *int64 `json:"redact"`
+		}
+		if json.Unmarshal(pl.Content(), &c) == nil && c.Redact != nil {
+			need = *c.Redact
+		}
+	}
+	if auth.PowerLevel(rm.state, userID) < need {
+		return Errorf(403, ErrCodeForbidden, "you need power level %d to redact others' events", need)
+	}
+	return nil
 }
 
 // visibleEvent loads an event of a room that the user may read.

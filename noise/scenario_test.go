@@ -11,7 +11,7 @@ import (
 )
 
 // establish runs a handshake a→b and one packet each way.
-func establish(t *testing.T, nw *network, a, b *node) {
+func establish(t testing.TB, nw *network, a, b *node) {
 	t.Helper()
 	if err := nw.send(a, b.id.name, "syn"); err != nil {
 		t.Fatal(err)

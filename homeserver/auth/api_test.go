@@ -260,3 +260,24 @@ func TestValidUserID(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckCreateOfOtherVersion(t *testing.T) {
+	for _, v := range versions {
+		t.Run("v"+v.ID, func(t *testing.T) {
+			r := basicRoom(t, v)
+			e := r.build(bob, "m.room.message", nil, msg("hi"))
+			other := event.V11
+			if v == event.V11 {
+				other = event.V10
+			}
+			r.state[createKey] = createEvent(t, other, nil)
+			want := "2.4"
+			if v.RoomIDFromCreate {
+				want = "2"
+			}
+			if got := ruleOf(t, Check(e, r.state)); got != want {
+				t.Fatalf("got rule %q, want %q", got, want)
+			}
+		})
+	}
+}

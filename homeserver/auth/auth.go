@@ -234,7 +234,11 @@ func (c *checker) checkRoom() error {
 		return c.reject("2.4", "no m.room.create event among the auth events")
 	}
 	if create.Version().ID != c.v.ID {
-		return rejectAs(c.rule("2.4"), "create event is room version %s, event is %s", create.Version().ID, c.v.ID)
+		rule := "2.4"
+		if c.v.RoomIDFromCreate {
+			rule = "2"
+		}
+		return rejectAs(rule, "create event is room version %s, event is %s", create.Version().ID, c.v.ID)
 	}
 	if c.v.RoomIDFromCreate {
 		if want := event.RoomIDFromCreateEventID(create.ID()); c.ev.RoomID() != want {
