@@ -54,7 +54,6 @@ func TestDecodeBadInput(t *testing.T) {
 			t.Fatalf("%s: bad test hex: %v", c.name, err)
 		}
 		_, err = Decode(nil, in, c.table)
-		t.Logf("%s: %v", c.name, err)
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: Decode error = %v, want %v", c.name, err, c.want)
 		}

@@ -22,12 +22,12 @@ var (
 	// other simple values, non-text non-integer map keys, duplicate keys,
 	// invalid UTF-8, nesting deeper than MaxDepth, integers beyond ±(2^53−1),
 	// trailing bytes).
-	ErrMalformed = errors.New("codec: malformed CBOR")
+	ErrMalformed = errors.New("malformed CBOR")
 	// ErrUnknownKey: an integer map key the table does not define (the peer
 	// speaks a newer table than negotiated).
-	ErrUnknownKey = errors.New("codec: unknown integer key")
+	ErrUnknownKey = errors.New("unknown integer key")
 	// ErrUnknownEnum: an enumerated value the table does not define.
-	ErrUnknownEnum = errors.New("codec: unknown enumerated value")
+	ErrUnknownEnum = errors.New("unknown enumerated value")
 )
 
 var decMode = func() cbor.DecMode {

@@ -59,7 +59,7 @@ func (t Table) valid() bool { return t <= TableLatest }
 // ErrBadJSON is wrapped by Encode when its input is not JSON it can carry:
 // invalid JSON, or numbers that canonical JSON refuses (non-integers,
 // integers outside ±(2^53−1)), as appendices.md "Canonical JSON" requires.
-var ErrBadJSON = errors.New("codec: unusable JSON")
+var ErrBadJSON = errors.New("unusable JSON")
 
 // Info describes one Encode call.
 type Info struct {

@@ -47,12 +47,12 @@ var (
 	// ErrNotPackable: Pack cannot express this PDU against the context (it
 	// is not canonical JSON, is a room version 12 create event, or does not
 	// rebuild exactly). Send it unpacked.
-	ErrNotPackable = errors.New("codec: PDU not packable")
+	ErrNotPackable = errors.New("PDU not packable")
 	// ErrStateMismatch: the receiver's shared state does not match the
 	// sender's (an unknown or ambiguous prefix, an unknown name or prev
 	// event, or a rebuilt event whose ID fails the check). The receiver
 	// asks for, and the sender resends, the PDU unpacked.
-	ErrStateMismatch = errors.New("codec: packed PDU does not rebuild against shared state")
+	ErrStateMismatch = errors.New("packed PDU does not rebuild against shared state")
 )
 
 // RoomContext is what both ends of a federation session know about one room

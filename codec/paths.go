@@ -114,7 +114,7 @@ var pathEnums = [...][2]string{
 
 // ErrUnknownPath: a short path whose code this table does not define, or
 // with the wrong number of parameters.
-var ErrUnknownPath = errors.New("codec: unknown path enum")
+var ErrUnknownPath = errors.New("unknown path enum")
 
 type pathTemplate struct {
 	code   string
