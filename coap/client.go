@@ -34,6 +34,7 @@ type exchange struct {
 	// block is acknowledged (2.31) before the final one goes out.
 	szx1      uint8
 	n1        int
+	next1     int // next non-final block to send
 	acked1    []bool
 	finalSent bool
 
@@ -57,6 +58,7 @@ type b2state struct {
 	got       []bool
 	requested []bool
 	last      int // number of the final block, −1 while unknown
+	next      int // lowest block number not yet considered for a request
 	total     int // blocks announced by Size2, 0 while unknown
 }
 
@@ -89,10 +91,14 @@ func (e *Endpoint) Send(now time.Time, to Peer, req *Message, opt SendOptions) (
 	if !isRequest(req.Code) {
 		return 0, fmt.Errorf("coap: send: %v is not a request code", req.Code)
 	}
-	p := e.peer(to)
+	p := e.peer(now, to)
 	if p == nil {
 		return 0, fmt.Errorf("coap: send to %q: peer limit %d reached", to, e.cfg.MaxPeers)
 	}
+	if len(p.pending) >= maxOutstanding || len(p.tokens) >= maxOutstanding {
+		return 0, fmt.Errorf("coap: send to %q: %w", to, ErrBusy)
+	}
+	p.lastActive = now
 	x := &exchange{id: e.newID(), p: p, non: opt.NonConfirmable}
 	x.req = cloneMessage(req.Code, req.Options, req.Payload)
 	x.req.Options = x.req.Options.Remove(message.Block1).Remove(message.Block2).Remove(message.Size1).Remove(message.Size2)
@@ -116,14 +122,21 @@ func (e *Endpoint) startBlock1(now time.Time, x *exchange, accepted int) {
 	x.n1 = (len(x.req.Payload) + size - 1) / size
 	x.acked1 = make([]bool, x.n1)
 	x.finalSent = false
-	for i := 0; i < x.n1-1; i++ {
-		if (i+1)*size <= accepted {
-			x.acked1[i] = true
-			continue
-		}
-		e.issue(now, x, subBlock1, uint32(i), nil)
+	x.next1 = 0
+	for x.next1 < x.n1-1 && (x.next1+1)*size <= accepted {
+		x.acked1[x.next1] = true
+		x.next1++
 	}
+	e.fillBlock1(now, x)
 	e.maybeFinalBlock1(now, x)
+}
+
+// fillBlock1 keeps up to NSTART non-final blocks in flight.
+func (e *Endpoint) fillBlock1(now time.Time, x *exchange) {
+	for len(x.subs) < e.p.NStart && x.next1 < x.n1-1 && !x.done {
+		e.issue(now, x, subBlock1, uint32(x.next1), nil)
+		x.next1++
+	}
 }
 
 func (e *Endpoint) maybeFinalBlock1(now time.Time, x *exchange) {
@@ -193,6 +206,8 @@ func (e *Endpoint) issue(now time.Time, x *exchange, kind uint8, num uint32, s *
 		case ack == nil:
 		case ack.Code == codes.Empty:
 			e.awaitResponse(now, s) // separate response follows (RFC 7252 §5.2.2)
+		case !bytes.Equal(ack.Token, s.token):
+			e.fail(now, x, fmt.Errorf("coap: request %s: piggy-backed response with another token: %w", x.req.Path(), ErrFormat))
 		default:
 			e.onResponseFor(now, s, ack)
 		}
@@ -273,12 +288,13 @@ func (e *Endpoint) onResponseFor(now time.Time, s *subreq, m *Wire) {
 			// block whole; resend the rest at the new size.
 			accepted := (int(b.Num) + 1) << (x.szx1 + 4)
 			for len(x.subs) > 0 {
-				e.cancelSub(x.subs[0])
+				e.cancelSub(now, x.subs[0])
 			}
 			x.szx1 = b.SZX
 			e.startBlock1(now, x, accepted)
 		default:
 			x.acked1[s.num] = true
+			e.fillBlock1(now, x)
 			e.maybeFinalBlock1(now, x)
 		}
 		return
@@ -286,11 +302,11 @@ func (e *Endpoint) onResponseFor(now time.Time, s *subreq, m *Wire) {
 	e.finalResponse(now, x, s, m)
 }
 
-func (e *Endpoint) cancelSub(s *subreq) {
+func (e *Endpoint) cancelSub(now time.Time, s *subreq) {
 	if tx := s.tx; tx != nil {
 		s.tx = nil
 		tx.onDone = nil
-		e.finish(tx.first, tx, nil, nil)
+		e.finish(now, tx, nil, nil)
 	}
 	if s.x.obsSub == s {
 		s.x.obsSub = nil
@@ -323,7 +339,7 @@ func (e *Endpoint) complete(now time.Time, x *exchange, msg Message) {
 	msg.Options = stripBlockOptions(msg.Options)
 	x.done = true
 	delete(e.exchanges, x.id)
-	e.teardown(x)
+	e.teardown(now, x)
 	if par := x.parent; par != nil {
 		if !par.done {
 			e.events = append(e.events, Event{Kind: x.childKind, Peer: x.p.id, ID: par.id, Msg: msg,
@@ -339,17 +355,17 @@ func (e *Endpoint) complete(now time.Time, x *exchange, msg Message) {
 }
 
 // teardown cancels every wire request of x, the observation's included.
-func (e *Endpoint) teardown(x *exchange) {
+func (e *Endpoint) teardown(now time.Time, x *exchange) {
 	e.stop(x.rereg)
 	for len(x.subs) > 0 {
-		e.cancelSub(x.subs[0])
+		e.cancelSub(now, x.subs[0])
 	}
 	if s := x.obsSub; s != nil {
 		x.obsSub = nil
 		if tx := s.tx; tx != nil {
 			s.tx = nil
 			tx.onDone = nil
-			e.finish(tx.first, tx, nil, nil)
+			e.finish(now, tx, nil, nil)
 		}
 		if x.p.tokens[string(s.token)] == s {
 			delete(x.p.tokens, string(s.token))
@@ -439,7 +455,9 @@ func (e *Endpoint) onBlock2(now time.Time, x *exchange, b Block, m *Wire) {
 	if want == 0 && b.More {
 		want = int(b.Num) + 2 // size unknown: one block ahead at a time
 	}
-	for n := 0; n < want; n++ {
+	// Up to NSTART block requests in flight, lowest numbers first.
+	for ; st.next < want && len(x.subs) < e.p.NStart; st.next++ {
+		n := st.next
 		if n >= len(st.requested) {
 			st.parts = append(st.parts, nil)
 			st.got = append(st.got, false)
@@ -475,7 +493,7 @@ func (e *Endpoint) fail(now time.Time, x *exchange, err error) {
 	}
 	x.done = true
 	delete(e.exchanges, x.id)
-	e.teardown(x)
+	e.teardown(now, x)
 	id := x.id
 	if x.parent != nil {
 		if x.parent.done {
@@ -489,14 +507,14 @@ func (e *Endpoint) fail(now time.Time, x *exchange, err error) {
 // Cancel forgets request or observation id without an event. A later
 // notification for a forgotten observation is answered with Reset, which
 // ends it at the server (RFC 7641 §3.6).
-func (e *Endpoint) Cancel(id uint64) bool {
+func (e *Endpoint) Cancel(now time.Time, id uint64) bool {
 	x := e.exchanges[id]
 	if x == nil {
 		return false
 	}
 	x.done = true
 	delete(e.exchanges, id)
-	e.teardown(x)
+	e.teardown(now, x)
 	return true
 }
 

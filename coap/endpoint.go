@@ -103,7 +103,12 @@ var (
 	ErrUnknownRequest = errors.New("coap: unknown or already answered request")
 	ErrTooLarge       = errors.New("coap: body larger than the configured maximum")
 	ErrBlockMismatch  = errors.New("coap: block-wise transfer changed representation")
+	ErrBusy           = errors.New("coap: too many outstanding requests to this peer")
 )
+
+// maxOutstanding bounds the confirmable messages and open tokens per peer,
+// well inside the 16-bit Message ID and token spaces.
+const maxOutstanding = 16384
 
 // Config configures an Endpoint. The zero value is usable: RFC 7252
 // defaults, 1024-byte blocks, 1 MiB bodies, a fixed-seed jitter source.
@@ -279,13 +284,16 @@ type peer struct {
 	inflight int
 	tokens   map[string]*subreq // our requests awaiting a response, by token
 
+	lastActive time.Time // last datagram or call concerning this peer
+	incoming   int       // requests delivered and not yet answered
+
 	seen       map[uint16]*dedup      // received CON/NON MIDs (RFC 7252 §4.5)
 	assemblies map[string]*assembly   // Block1 bodies being received
 	b2cache    map[string]*b2entry    // Block2 bodies being served
 	observers  map[string]*observer   // observations of our resources, by token
 }
 
-func (e *Endpoint) peer(id Peer) *peer {
+func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 	if p := e.peers[id]; p != nil {
 		return p
 	}
@@ -294,9 +302,29 @@ func (e *Endpoint) peer(id Peer) *peer {
 	}
 	p := &peer{id: id, nextMID: uint16(e.rng.Uint64()), rto: newCocoa(e.p.AckTimeout, e.p.MaxRTO),
 		pending: map[uint16]*transmission{}, tokens: map[string]*subreq{}, seen: map[uint16]*dedup{},
-		assemblies: map[string]*assembly{}, b2cache: map[string]*b2entry{}, observers: map[string]*observer{}}
+		assemblies: map[string]*assembly{}, b2cache: map[string]*b2entry{}, observers: map[string]*observer{},
+		lastActive: now}
 	e.peers[id] = p
+	e.after(now.Add(e.p.ExchangeLifetime), func(now time.Time) { e.collect(now, p) })
 	return p
+}
+
+// collect forgets a peer that has had no state and no traffic for
+// EXCHANGE_LIFETIME, so that its Message IDs can no longer be confused
+// with a successor's (RFC 7252 §4.4), and peer state does not grow without
+// bound.
+func (e *Endpoint) collect(now time.Time, p *peer) {
+	busy := len(p.pending)+len(p.queue)+len(p.tokens)+len(p.seen)+len(p.assemblies)+
+		len(p.b2cache)+len(p.observers)+p.inflight+p.incoming > 0
+	at := p.lastActive.Add(e.p.ExchangeLifetime)
+	if busy || now.Before(at) {
+		if !at.After(now) {
+			at = now.Add(e.p.ExchangeLifetime)
+		}
+		e.after(at, func(now time.Time) { e.collect(now, p) })
+		return
+	}
+	delete(e.peers, p.id)
 }
 
 func (p *peer) mid() uint16 {
@@ -428,17 +456,18 @@ func (e *Endpoint) Receive(now time.Time, from Peer, data []byte) error {
 	if err := Decode(data, m); err != nil {
 		e.stats.FormatErrors++
 		if mid, typ, ok := headerMID(data); ok && typ == CON {
-			if p := e.peer(from); p != nil {
+			if p := e.peer(now, from); p != nil {
 				e.sendReset(p, mid)
 			}
 		}
 		return fmt.Errorf("coap: receive from %q: %w", from, err)
 	}
-	p := e.peer(from)
+	p := e.peer(now, from)
 	if p == nil {
 		e.stats.Dropped++
 		return fmt.Errorf("coap: receive from %q: peer limit %d reached", from, e.cfg.MaxPeers)
 	}
+	p.lastActive = now
 	mid := uint16(m.MessageID)
 	switch m.Type {
 	case ACK:
@@ -508,7 +537,7 @@ func (e *Endpoint) onReset(now time.Time, p *peer, mid uint16) {
 	// (RFC 7641 §3.6, §4.5).
 	for tok, o := range p.observers {
 		if o.sentNON(mid) {
-			e.removeObserver(p, tok)
+			e.removeObserver(now, p, tok)
 			return
 		}
 	}

@@ -143,8 +143,8 @@ func TestSeparateResponse(t *testing.T) {
 	if srv.ep.Stats().Retransmitted != 0 {
 		t.Fatalf("server retransmitted the separate response %d times", srv.ep.Stats().Retransmitted)
 	}
-	if got := len(srv.ep.peers["cli"].pending); got != 0 {
-		t.Fatalf("%d transmissions still pending", got)
+	if p := srv.ep.peers["cli"]; p != nil {
+		t.Fatalf("peer state kept after EXCHANGE_LIFETIME: %d transmissions pending", len(p.pending))
 	}
 }
 
@@ -371,7 +371,7 @@ func TestObserve(t *testing.T) {
 	}
 	// The client forgets the observation; the next notification is reset
 	// and the server drops the observer (RFC 7641 §3.6).
-	cli.ep.Cancel(id)
+	cli.ep.Cancel(l.clk.Now(), id)
 	srv.ep.Notify(l.clk.Now(), "/sync", &Message{Code: codes.Content, Payload: []byte("v6")}, false)
 	srv.flush()
 	l.run(1000, nil)

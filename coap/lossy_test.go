@@ -104,6 +104,9 @@ func lossyRun(t *testing.T, seed uint64) {
 					name, len(p.pending), len(p.queue), len(p.tokens), len(p.seen), len(p.assemblies), len(p.b2cache))
 			}
 		}
+		if len(n.ep.peers) != 0 {
+			t.Errorf("%s still has %d peers after EXCHANGE_LIFETIME idle", name, len(n.ep.peers))
+		}
 		if len(n.ep.incoming)+len(n.ep.exchanges) != 0 || len(n.ep.timers) != 0 {
 			t.Errorf("%s keeps %d incoming, %d exchanges, %d timers", name, len(n.ep.incoming), len(n.ep.exchanges), len(n.ep.timers))
 		}

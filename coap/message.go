@@ -3,6 +3,7 @@ package coap
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -39,16 +40,18 @@ func Encode(dst []byte, m *Wire) ([]byte, error) {
 	if m.Code == codes.Empty && (len(m.Token) > 0 || len(m.Options) > 0 || len(m.Payload) > 0) {
 		return dst, fmt.Errorf("coap: encode: %w: empty message with token, options or payload", ErrFormat)
 	}
-	n, err := coder.DefaultCoder.Size(*m)
-	if err != nil {
-		return dst, fmt.Errorf("coap: encode: %w", err)
-	}
 	start := len(dst)
-	dst = append(dst, make([]byte, n)...)
-	if _, err := coder.DefaultCoder.Encode(*m, dst[start:]); err != nil {
-		return dst[:start], fmt.Errorf("coap: encode: %w", err)
+	for {
+		n, err := coder.DefaultCoder.Encode(*m, dst[start:cap(dst)])
+		switch {
+		case err == nil:
+			return dst[:start+n], nil
+		case errors.Is(err, message.ErrTooSmall) && n > cap(dst)-start:
+			dst = slices.Grow(dst[:start], n)
+		default:
+			return dst[:start], fmt.Errorf("coap: encode: %w", err)
+		}
 	}
-	return dst, nil
 }
 
 // Decode parses one datagram into m, reusing m.Options' storage. Token,

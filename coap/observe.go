@@ -45,7 +45,7 @@ func (e *Endpoint) addObserver(now time.Time, in *incoming) uint32 {
 	}
 	tok := string(in.token)
 	if old := in.p.observers[tok]; old != nil {
-		e.removeObserver(in.p, tok)
+		e.removeObserver(now, in.p, tok)
 		if r2 := e.resources[in.path]; r2 == nil {
 			e.resources[in.path] = r
 		}
@@ -56,7 +56,7 @@ func (e *Endpoint) addObserver(now time.Time, in *incoming) uint32 {
 	return r.seq
 }
 
-func (e *Endpoint) removeObserver(p *peer, tok string) {
+func (e *Endpoint) removeObserver(now time.Time, p *peer, tok string) {
 	o := p.observers[tok]
 	if o == nil {
 		return
@@ -66,7 +66,7 @@ func (e *Endpoint) removeObserver(p *peer, tok string) {
 		tx := o.tx
 		o.tx = nil
 		tx.onDone = nil
-		e.finish(tx.first, tx, nil, nil)
+		e.finish(now, tx, nil, nil)
 	}
 	r := e.resources[o.path]
 	if r == nil {
@@ -103,6 +103,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	final := msg.Code>>5 != 2
 	obs := append([]*observer(nil), r.observers...)
 	for _, o := range obs {
+		o.p.lastActive = now
 		opts := append(message.Options(nil), msg.Options...)
 		if !final {
 			opts = opts.Set(uintOption(message.Observe, r.seq))
@@ -134,8 +135,9 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 			continue
 		}
 		o.lastCON = now
-		if old := o.tx; old != nil && old.started && !old.done {
-			// Replace in flight: new MID and bytes, same timers and counter.
+		if old := o.tx; old != nil && !old.done {
+			// Replace the one queued or in flight: new MID and bytes, same
+			// timers and retransmission counter.
 			delete(o.p.pending, old.mid)
 			old.mid, old.data = mid, data
 			o.p.pending[mid] = old
@@ -149,7 +151,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 			}
 			if err != nil || final {
 				// Timeout or Reset: the client is gone (RFC 7641 §4.5).
-				e.removeObserver(o.p, tok)
+				e.removeObserver(now, o.p, tok)
 			}
 		}
 		o.tx = tx
@@ -158,7 +160,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	if final {
 		for _, o := range obs {
 			if o.tx == nil {
-				e.removeObserver(o.p, string(o.token))
+				e.removeObserver(now, o.p, string(o.token))
 			}
 		}
 	}

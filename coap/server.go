@@ -17,6 +17,7 @@ type incoming struct {
 	con      bool
 	acked    bool // an empty ACK went out; the answer is a separate response
 	ackTimer *timer
+	expire   *timer
 	d        *dedup
 	key      string
 	path     string
@@ -94,12 +95,20 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 		case 0:
 			in.register, ev.HasObserve, ev.Observe = true, true, 0
 		case 1:
-			e.removeObserver(p, string(m.Token))
+			e.removeObserver(now, p, string(m.Token))
 		}
 	}
 	id := e.newID()
 	ev.ID = id
 	e.incoming[id] = in
+	p.incoming++
+	// An application that never answers does not pin the state forever.
+	in.expire = e.after(now.Add(e.p.ExchangeLifetime), func(time.Time) {
+		if e.incoming[id] == in {
+			delete(e.incoming, id)
+			p.incoming--
+		}
+	})
 	if in.con {
 		in.ackTimer = e.after(now.Add(e.ackDelay), func(time.Time) {
 			if !in.acked {
@@ -125,7 +134,9 @@ func (e *Endpoint) block1(now time.Time, p *peer, key string, b Block, m *Wire) 
 		return nil, false, &Message{Code: codes.BadRequest, Payload: []byte("short non-final block")}
 	}
 	a := p.assemblies[key]
-	if a == nil || now.After(a.expires) || (b.Num == 0 && a.szx != b.SZX) {
+	// A block 0 in a new message while block 0 is held starts a new body
+	// (retransmissions of the same message were caught as duplicates).
+	if a == nil || now.After(a.expires) || (b.Num == 0 && (a.szx != b.SZX || len(a.have) > 0 && a.have[0])) {
 		a = &assembly{szx: b.SZX}
 		p.assemblies[key] = a
 		e.after(now.Add(e.p.ExchangeLifetime), func(now time.Time) { e.expireAssembly(now, p, key, a) })
@@ -175,8 +186,14 @@ func (e *Endpoint) Respond(now time.Time, id uint64, resp *Message) error {
 	if in == nil {
 		return fmt.Errorf("coap: respond %d: %w", id, ErrUnknownRequest)
 	}
+	if !isResponse(resp.Code) {
+		return fmt.Errorf("coap: respond %d: %v is not a response code", id, resp.Code)
+	}
 	delete(e.incoming, id)
+	in.p.incoming--
+	in.p.lastActive = now
 	e.stop(in.ackTimer)
+	e.stop(in.expire)
 	r := Message{Code: resp.Code, Payload: resp.Payload}
 	r.Options = append(message.Options(nil), resp.Options...)
 	if in.register && resp.Code>>5 == 2 {
@@ -246,6 +263,10 @@ func (e *Endpoint) serveBlock(now time.Time, in *incoming, code codes.Code, opts
 	}
 	end := min(off+size, len(body))
 	o := append(message.Options(nil), opts...)
+	if num > 0 {
+		// Observe belongs to the first block only (RFC 7959 §2.6).
+		o = o.Remove(message.Observe)
+	}
 	o = o.Set(uintOption(message.Block2, Block{Num: num, More: end < len(body), SZX: szx}.Uint32()))
 	if num == 0 {
 		o = o.Set(uintOption(message.Size2, uint32(len(body))))

@@ -130,3 +130,43 @@ func TestDecodeAllocationBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeValueRange(t *testing.T) {
+	for _, v := range []any{int64(1 << 53), -int64(1 << 53), map[string]any{"a": int(1 << 60)}, 1.5} {
+		if _, err := EncodeValue(nil, v, TableMesh1); !errors.Is(err, ErrBadJSON) {
+			t.Errorf("EncodeValue(%v) error = %v, want ErrBadJSON", v, err)
+		}
+	}
+	c, err := EncodeValue(nil, map[string]any{"depth": int64(12), "type": int64(3)}, TableMesh1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := Decode(nil, c, TableMesh1); err != nil || string(j) != `{"depth":12,"type":3}` {
+		t.Errorf("EncodeValue with Go integers decodes to %s, %v", j, err)
+	}
+}
+
+// TestFrameInflateBound: a small frame that would inflate past MaxFrameBody
+// is refused.
+func TestFrameInflateBound(t *testing.T) {
+	z, err := zstdFor(DictLatest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb := z.enc.EncodeAll(make([]byte, MaxFrameBody+1), nil)[len(zstdMagic):]
+	if len(bomb) > 4096 {
+		t.Fatalf("bomb is %d B", len(bomb))
+	}
+	frame := append([]byte{DictLatest<<hdrDictShift | byte(TableMesh1)}, bomb...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err = DecodeFrame(nil, frame, TableMesh1)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("DecodeFrame of a %d B bomb: %v, want ErrMalformed", len(frame), err)
+	}
+	t.Logf("refusing a %d B frame allocated %d B", len(frame), after.TotalAlloc-before.TotalAlloc)
+	if got := after.TotalAlloc - before.TotalAlloc; got > MaxFrameBody+1<<20 {
+		t.Errorf("refusing the bomb allocated %d B", got)
+	}
+}

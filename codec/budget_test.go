@@ -33,7 +33,10 @@ func TestBudgets(t *testing.T) {
 		if info.Canonicalised {
 			t.Errorf("%s: sample reported as non-canonical", c.name)
 		}
-		t.Logf("%-11s JSON %5d B  CBOR %5d B  frame %5d B  (budget %d B)", c.name, len(c.json), len(bare), len(frame), c.limit)
+		plain, _, _ := Encode(nil, c.json, TablePlain)
+		keys, _, _ := Encode(nil, c.json, TableMSC3079)
+		// A markdown row for BENCHMARKS.md: JSON | CBOR | +keys | +binary | frame.
+		t.Logf("| %s | %d | %d | %d | %d | %d | %d |", c.name, len(c.json), len(plain), len(keys), len(bare), len(frame), c.limit)
 		if len(frame) > c.limit {
 			t.Errorf("%s: frame %d B > budget %d B", c.name, len(frame), c.limit)
 		}

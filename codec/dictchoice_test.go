@@ -15,7 +15,7 @@ import (
 func zstdRawSize(tb testing.TB, body, d []byte) int {
 	tb.Helper()
 	w, err := zstd.NewWriter(nil, zstd.WithEncoderDictRaw(1, d), zstd.WithEncoderCRC(false),
-		zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+		zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true), zstd.WithEncoderLevel(zstdLevel))
 	if err != nil {
 		tb.Fatal(err)
 	}

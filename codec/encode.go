@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"github.com/fxamacker/cbor/v2"
@@ -110,12 +109,11 @@ func EncodeValue(dst []byte, v any, t Table) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("codec: encode: %w", err)
 	}
-	var buf bytes.Buffer
-	buf.Write(dst)
-	if err := encMode.NewEncoder(&buf).Encode(tree); err != nil {
+	out, err := encMode.Marshal(tree)
+	if err != nil {
 		return dst, fmt.Errorf("codec: encode: %w", err)
 	}
-	return buf.Bytes(), nil
+	return append(dst, out...), nil
 }
 
 type encoder struct {
@@ -149,14 +147,14 @@ func (e *encoder) value(v any, parent string, depth int) (any, error) {
 		return x, nil
 	case json.Number:
 		n, err := strconv.ParseInt(string(x), 10, 64)
-		if err != nil || n > event.MaxSafeInteger || n < -event.MaxSafeInteger {
+		if err != nil {
 			return nil, fmt.Errorf("%w: number %s is not a canonical integer", ErrBadJSON, x)
 		}
-		return e.integer(n, parent), nil
+		return e.integer(n, parent)
 	case int:
-		return e.integer(int64(x), parent), nil
+		return e.integer(int64(x), parent)
 	case int64:
-		return e.integer(x, parent), nil
+		return e.integer(x, parent)
 	case []any:
 		out := make([]any, len(x))
 		for i, el := range x {
@@ -185,11 +183,14 @@ func (e *encoder) value(v any, parent string, depth int) (any, error) {
 	return nil, fmt.Errorf("%w: unsupported Go type %T", ErrBadJSON, v)
 }
 
-func (e *encoder) integer(n int64, parent string) any {
-	if e.t >= TableMesh1 && enumKeys[parent] {
-		return cbor.Tag{Number: tagLiteral, Content: n}
+func (e *encoder) integer(n int64, parent string) (any, error) {
+	if n > event.MaxSafeInteger || n < -event.MaxSafeInteger {
+		return nil, fmt.Errorf("%w: integer %d outside ±(2^53-1)", ErrBadJSON, n)
 	}
-	return n
+	if e.t >= TableMesh1 && enumKeys[parent] {
+		return cbor.Tag{Number: tagLiteral, Content: n}, nil
+	}
+	return n, nil
 }
 
 func (e *encoder) keyNumber(k string) (int64, bool) {
@@ -198,14 +199,4 @@ func (e *encoder) keyNumber(k string) (int64, bool) {
 	}
 	n, ok := e.keys.byName[k]
 	return n, ok
-}
-
-// sortedKeys returns m's keys in code point order (canonical JSON order).
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -25,7 +25,9 @@ func TestGoldenMesh(t *testing.T) {
 		{"padded base64 stays text", `{"hashes":{"sha256":"abc="}}`, "a120a10064" + hex.EncodeToString([]byte("abc=")), TableMesh1},
 		{"event ID", `{"prev_events":["` + id + `"]}`, "a123815820" + idHex, TableMesh1},
 		{"timestamp", `{"origin_server_ts":1764115200000}`, "a1081b0000019abd75b800", TableMesh1},
-		{"string key beats nothing", `{"8":1}`, "a1613801", TableMesh1},
+		{"room v12 room ID", `{"room_id":"!` + id[1:] + `"}`, "a1055820" + idHex, TableMesh1},
+		{"room v10 room ID stays text", `{"room_id":"!a:b"}`, "a10564" + hex.EncodeToString([]byte("!a:b")), TableMesh1},
+		{"numeric string key stays a string", `{"8":1}`, "a1613801", TableMesh1},
 	}
 	for _, c := range cases {
 		got, _, err := Encode(nil, []byte(c.json), c.table)
@@ -39,6 +41,19 @@ func TestGoldenMesh(t *testing.T) {
 		back, err := Decode(nil, got, c.table)
 		if err != nil || string(back) != c.json {
 			t.Errorf("%s: Decode = %s, %v", c.name, back, err)
+		}
+	}
+}
+
+// MSC3079 "JSON -> CBOR": when a key appears both as an integer and as its
+// string, the string key is used.
+func TestStringKeyWins(t *testing.T) {
+	// {8: 1, "origin_server_ts": 2}
+	c, _ := hex.DecodeString("a20801706f726967696e5f7365727665725f747302")
+	for _, tab := range []Table{TableMSC3079, TableMesh1} {
+		j, err := Decode(nil, c, tab)
+		if err != nil || string(j) != `{"origin_server_ts":2}` {
+			t.Errorf("%s: Decode = %s, %v", tab, j, err)
 		}
 	}
 }

@@ -96,7 +96,7 @@ func (m *memRoom) NameIndex(s string) (uint64, bool) {
 
 // helloSelected builds the "hello" message with auth events chosen the way
 // the receiver chooses them, so that packing can leave them out.
-func helloSelected(t *testing.T, r *sampleRoomState, ctx *memRoom) *event.Event {
+func helloSelected(t testing.TB, r *sampleRoomState, ctx *memRoom) *event.Event {
 	t.Helper()
 	content := json.RawMessage(`{"body":"hello","msgtype":"m.text"}`)
 	auth, err := ctx.AuthEvents("m.room.message", nil, sampleAlice, content)

@@ -74,6 +74,11 @@ const tagLiteral = 45259
 //
 // Inside arrays the key of the enclosing object applies (prev_events,
 // auth_events).
+//
+// sigilKeys decides how byte strings decode, so it is part of the table
+// version: never change it within TableMesh1. binaryKeys and
+// binaryKeyPrefixes only steer the encoder (any other key decodes a byte
+// string as standard base64), so they may grow at any time.
 var sigilKeys = map[string]byte{
 	"event_id": '$', "redacts": '$', "prev_events": '$', "auth_events": '$',
 	"event_ids": '$', "m.fully_read": '$', "pinned": '$', "latest_events": '$',
@@ -85,7 +90,8 @@ var sigilKeys = map[string]byte{
 var binaryKeys = map[string]bool{
 	"sha256": true, "key": true, "ciphertext": true, "sender_key": true,
 	"session_id": true, "session_key": true, "signature": true,
-	"device_key": true, "mac": true, "commitment": true,
+	"device_key": true, "mac": true, "commitment": true, "public_key": true,
+	"noise_key": true,
 }
 
 // binaryKeyPrefixes: key IDs ("ed25519:ABC") whose values are base64 keys or

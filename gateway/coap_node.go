@@ -208,9 +208,11 @@ func (n *CoAPNode) Send(now time.Time, peer string, req *coap.Message, opt coap.
 
 // Cancel forgets request or observation id; its callback is not called
 // again.
-func (n *CoAPNode) Cancel(id uint64) {
+func (n *CoAPNode) Cancel(now time.Time, id uint64) {
+	n.now = now
+	defer n.pump()
 	delete(n.waiting, id)
-	n.ep.Cancel(id)
+	n.ep.Cancel(now, id)
 }
 
 // Notify pushes msg to the observers of path (RFC 7641 §4.2).
@@ -224,33 +226,41 @@ func (n *CoAPNode) Notify(now time.Time, path string, msg *coap.Message, confirm
 // until both are quiet (a handler answering at once makes more output).
 func (n *CoAPNode) pump() {
 	for {
+		// Noise's own datagrams first: a handshake answer queued by Open
+		// must leave before the transport packets sealed with its keys.
+		n.drainNoise()
 		dgs := n.ep.Outgoing()
 		evs := n.ep.Events()
 		for _, d := range dgs {
 			n.transmit(d)
 		}
+		n.drainNoise()
 		for _, ev := range evs {
 			n.dispatch(ev)
-		}
-		if n.nz != nil {
-			for {
-				t, ok := n.nz.PollTransmit()
-				if !ok {
-					break
-				}
-				n.out = append(n.out, UDPDatagram{To: t.To, Data: t.Data})
-			}
-			for {
-				ev, ok := n.nz.PollEvent()
-				if !ok {
-					break
-				}
-				n.log.Debug("gateway: noise event", "kind", ev.Kind, "peer", ev.Peer)
-			}
 		}
 		if len(dgs) == 0 && len(evs) == 0 {
 			return
 		}
+	}
+}
+
+func (n *CoAPNode) drainNoise() {
+	if n.nz == nil {
+		return
+	}
+	for {
+		t, ok := n.nz.PollTransmit()
+		if !ok {
+			break
+		}
+		n.out = append(n.out, UDPDatagram{To: t.To, Data: t.Data})
+	}
+	for {
+		ev, ok := n.nz.PollEvent()
+		if !ok {
+			break
+		}
+		n.log.Debug("gateway: noise event", "kind", ev.Kind, "peer", ev.Peer)
 	}
 }
 

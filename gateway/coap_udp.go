@@ -231,7 +231,7 @@ func (s *UDPServer) Do(ctx context.Context, peer string, req *coap.Message) (coa
 		}
 		return ev.Msg, nil
 	case <-ctx.Done():
-		s.post(func() { s.node.Cancel(id) })
+		s.post(func() { s.node.Cancel(s.clk.Now(), id) })
 		return coap.Message{}, ctx.Err()
 	case <-s.done:
 		return coap.Message{}, ErrClosed
@@ -267,7 +267,7 @@ func (s *UDPServer) Observe(ctx context.Context, peer string, req *coap.Message,
 	if serr != nil {
 		return coap.Message{}, nil, serr
 	}
-	cancel = func() { s.post(func() { s.node.Cancel(id) }) }
+	cancel = func() { s.post(func() { s.node.Cancel(s.clk.Now(), id) }) }
 	select {
 	case ev := <-ch:
 		if ev.Kind == coap.RequestFailed {

@@ -20,7 +20,7 @@ import (
 // accountsTestServer runs a real node behind the HTTP front door on a
 // loopback port, with open registration and cheap bcrypt. It returns the
 // base URL.
-func accountsTestServer(t *testing.T, mutate func(*homeserver.Config)) string {
+func accountsTestServer(t testing.TB, mutate func(*homeserver.Config)) string {
 	t.Helper()
 	cfg := homeserver.DefaultConfig("gw.test")
 	cfg.Registration.Open = true

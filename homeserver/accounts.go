@@ -31,6 +31,7 @@ func accountRoutes(n *Node) ([]Route, error) {
 		{Method: "PUT", Pattern: v3 + "/devices/{deviceId}", Auth: AuthUser, Handle: handleDevicePut},
 		{Method: "DELETE", Pattern: v3 + "/devices/{deviceId}", Auth: AuthUser, Handle: handleDeviceDelete},
 		{Method: "POST", Pattern: v3 + "/delete_devices", Auth: AuthUser, Handle: handleDeleteDevices},
+		{Method: "GET", Pattern: v3 + "/account/3pid", Auth: AuthUser, Handle: handleThreePIDs},
 	}, nil
 }
 

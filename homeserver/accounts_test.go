@@ -28,7 +28,7 @@ func TestRegisterUIAFlow(t *testing.T) {
 	// Complete it.
 	r = tn.do("POST", v3+"/register", "", map[string]any{"username": "alice", "password": "secret",
 		"initial_device_display_name": "phone",
-		"auth": map[string]string{"type": "m.login.dummy", "session": sess}})
+		"auth":                        map[string]string{"type": "m.login.dummy", "session": sess}})
 	if r.Status != 200 || r.str("user_id") != "@alice:test.local" || !strings.HasPrefix(r.str("access_token"), "mxm_") || r.str("device_id") == "" {
 		t.Fatalf("register: %d %s", r.Status, r.Raw)
 	}
@@ -322,3 +322,17 @@ func TestAccountCreatedHook(t *testing.T) {
 }
 
 const adminMACVector = "8ea9b87daa4e529ce4a0832f09be19bbe837a0af"
+
+func TestDeviceLastSeen(t *testing.T) {
+	tn := newTestNode(t, nil)
+	uid, tok, dev := tn.register("kim", "pw")
+	tn.clock.Advance(10 * time.Minute)
+	tn.do("GET", v3+"/account/whoami", tok, nil)
+	d, err := tn.store.Device(uid, dev)
+	if err != nil || d.LastSeenTS != tn.Now().UnixMilli() || d.LastSeenIP != "192.0.2.1" {
+		t.Fatalf("last seen: %+v %v", d, err)
+	}
+	if r := tn.do("GET", v3+"/account/3pid", tok, nil); r.Status != 200 || string(r.Raw) != `{"threepids":[]}` {
+		t.Fatalf("3pid: %d %s", r.Status, r.Raw)
+	}
+}

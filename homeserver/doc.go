@@ -25,9 +25,11 @@
 // Dispatch(req, reply) → size check (413 M_TOO_LARGE beyond
 // max_request_bytes) → route match on the percent-encoded path split at
 // "/" (404 M_UNRECOGNIZED for an unknown path, 405 M_UNRECOGNIZED for a
-// known path with another method) → per-IP token bucket → access token
-// (401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN) → per-user token bucket (429
-// M_LIMIT_EXCEEDED with retry_after_ms) → Route.Handle. The handler answers
+// known path with another method) → access token (401 M_MISSING_TOKEN /
+// M_UNKNOWN_TOKEN) → token bucket, per user for authenticated calls and
+// per remote IP for the rest, failed token checks included (429
+// M_LIMIT_EXCEEDED with retry_after_ms; routes marked Unlimited and admins
+// are exempt) → Route.Handle. The handler answers
 // with Call.Reply or Call.Fail, at once or later from inside the loop
 // (long-poll waiters register Call.OnCancel to clean up if the client
 // leaves first). Errors follow client-server-api "Standard error response":

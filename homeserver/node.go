@@ -162,7 +162,10 @@ func (n *Node) Stop() {
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		c := n.pending[id]
+		c, ok := n.pending[id]
+		if !ok {
+			continue // answered by an earlier call's hook
+		}
 		hooks := c.onCancel
 		c.onCancel = nil
 		for _, f := range hooks {
@@ -210,26 +213,38 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 		return c
 	}
 	req.Vars = vars
-	if !route.Unlimited && n.limitIP != nil && req.RemoteIP != "" {
-		if err := n.limitIP.take("ip:"+req.RemoteIP, n.clock.Now()); err != nil {
-			c.Fail(err)
-			return c
-		}
-	}
+	// Rate limits (client-server-api "Rate limiting"): authenticated calls
+	// count against their user, everything else against the remote IP
+	// (including failed token checks, so guessing tokens is limited too).
 	if route.Auth != AuthNone {
 		if err := n.authenticate(c, route.Auth); err != nil {
+			if limitErr := n.limitByIP(route, c); limitErr != nil {
+				err = limitErr
+			}
 			c.Fail(err)
 			return c
 		}
 	}
-	if !route.Unlimited && n.limitUser != nil && c.UserID != "" && !c.Admin {
-		if err := n.limitUser.take("user:"+c.UserID, n.clock.Now()); err != nil {
-			c.Fail(err)
-			return c
-		}
+	var limitErr *Error
+	if c.UserID == "" {
+		limitErr = n.limitByIP(route, c)
+	} else if !route.Unlimited && n.limitUser != nil && !c.Admin {
+		limitErr = n.limitUser.take(c.UserID, n.clock.Now())
+	}
+	if limitErr != nil {
+		c.Fail(limitErr)
+		return c
 	}
 	n.call(route, c)
 	return c
+}
+
+// limitByIP takes a token from the caller's per-IP bucket.
+func (n *Node) limitByIP(route *compiledRoute, c *Call) *Error {
+	if route.Unlimited || n.limitIP == nil || c.Req.RemoteIP == "" {
+		return nil
+	}
+	return n.limitIP.take(c.Req.RemoteIP, n.clock.Now())
 }
 
 // call runs the handler, turning a panic into a 500 so one bad request

@@ -185,3 +185,14 @@ func TestVersionsAndCapabilities(t *testing.T) {
 		t.Fatalf("capabilities: %d %s", r.Status, r.Raw)
 	}
 }
+
+func TestFailedTokensCountAgainstIP(t *testing.T) {
+	tn := newTestNode(t, func(c *Config) {
+		c.RateLimit = RateLimitConfig{Enabled: true,
+			PerIP:   BucketConfig{PerSecond: 1, Burst: 2},
+			PerUser: BucketConfig{PerSecond: 1, Burst: 100}}
+	})
+	wantErr(t, tn.do("GET", v3+"/account/whoami", "mxm_guess1", nil), 401, ErrCodeUnknownToken)
+	wantErr(t, tn.do("GET", v3+"/account/whoami", "mxm_guess2", nil), 401, ErrCodeUnknownToken)
+	wantErr(t, tn.do("GET", v3+"/account/whoami", "mxm_guess3", nil), 429, ErrCodeLimitExceeded)
+}

@@ -95,6 +95,7 @@ func (rs *roomsModule) putReceipt(roomID, userID, typ, eventID, threadID string)
 		return err
 	}
 	rs.pos = pos
+	delete(rs.unread, unreadKey{roomID, userID})
 	if typ == receiptReadPrivate {
 		rs.wakeUsers(map[string]bool{userID: true})
 	} else {
@@ -141,4 +142,3 @@ func receiptEvent(receipts []store.Receipt, userID string) map[string]any {
 	}
 	return map[string]any{"type": "m.receipt", "content": content}
 }
-

@@ -51,6 +51,7 @@ type roomsModule struct {
 
 	waiters map[string]map[*syncWaiter]bool // user → pending long polls
 	typing  map[string]*roomTyping          // room → typing users
+	unread  map[unreadKey]*unreadState      // cached unread counts
 	// typingSerial orders typing changes. It starts at the boot time in
 	// milliseconds, so serials of an earlier run are below it.
 	typingSerial int64
@@ -77,6 +78,7 @@ func newRoomsModule(n *Node) (*roomsModule, error) {
 		userRooms:    map[string]map[string]bool{},
 		waiters:      map[string]map[*syncWaiter]bool{},
 		typing:       map[string]*roomTyping{},
+		unread:       map[unreadKey]*unreadState{},
 		typingSerial: n.Now().UnixMilli(),
 	}
 	pos, err := rs.st.MaxStreamPos()
@@ -268,6 +270,7 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 	rs.pos = b.pos
 	for _, m := range b.members {
 		rs.setMember(m)
+		delete(rs.unread, unreadKey{m.RoomID, m.UserID})
 	}
 	for room := range b.rooms {
 		for u, m := range rs.members[room] {

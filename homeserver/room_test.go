@@ -18,7 +18,7 @@ import (
 const cs = "/_matrix/client/v3"
 
 // ok fails the test unless r is a 200.
-func ok(t *testing.T, r testResp) testResp {
+func ok(t testing.TB, r testResp) testResp {
 	t.Helper()
 	if !r.Answered || r.Status != 200 {
 		t.Fatalf("got %d %s, want 200", r.Status, r.Raw)
@@ -29,13 +29,16 @@ func ok(t *testing.T, r testResp) testResp {
 func esc(s string) string { return url.PathEscape(s) }
 
 // logTo sends the node's log to the test log.
-func logTo(t *testing.T, tn *testNode) {
+func logTo(t testing.TB, tn *testNode) {
 	tn.log = slog.New(slog.NewTextHandler(tlogWriter{t}, nil))
 }
 
-type tlogWriter struct{ t *testing.T }
+type tlogWriter struct{ t testing.TB }
 
-func (w tlogWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // syncBody decodes a sync response.
 type syncBody struct {
@@ -77,7 +80,7 @@ type syncBody struct {
 	} `json:"account_data"`
 }
 
-func decodeSync(t *testing.T, r testResp) syncBody {
+func decodeSync(t testing.TB, r testResp) syncBody {
 	t.Helper()
 	ok(t, r)
 	var s syncBody
@@ -120,8 +123,8 @@ func TestCreateRoomAndState(t *testing.T) {
 			alice, at, _ := tn.register("alice", "pw-alice-1")
 			roomID := tn.createRoom(at, map[string]any{
 				"room_version": v, "name": "Hut", "topic": "radio", "preset": "public_chat",
-				"room_alias_name": "hut",
-				"initial_state": []map[string]any{{"type": "m.room.history_visibility", "content": map[string]string{"history_visibility": "joined"}}},
+				"room_alias_name":              "hut",
+				"initial_state":                []map[string]any{{"type": "m.room.history_visibility", "content": map[string]string{"history_visibility": "joined"}}},
 				"power_level_content_override": map[string]any{"events_default": 10},
 			})
 			if !strings.HasPrefix(roomID, "!") {

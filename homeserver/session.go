@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"time"
 
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
@@ -13,7 +14,12 @@ import (
 type session struct {
 	UserID, DeviceID string
 	Admin            bool
+	seen             time.Time // last time last_seen_ts was written
 }
+
+// lastSeenInterval is how often a device's last_seen_ts/ip is written
+// back: often enough for the device list, rarely enough to cost nothing.
+const lastSeenInterval = 5 * time.Minute
 
 // maxSessionCache bounds the in-memory token cache; past it the cache is
 // emptied and refilled from the database on demand.
@@ -69,10 +75,17 @@ func (n *Node) authenticate(c *Call, mode AuthMode) error {
 		if a.Deactivated {
 			return Errorf(401, ErrCodeUnknownToken, "account deactivated").With("soft_logout", false)
 		}
-		s = session{UserID: d.UserID, DeviceID: d.DeviceID, Admin: a.Admin}
+		s = session{UserID: d.UserID, DeviceID: d.DeviceID, Admin: a.Admin, seen: time.UnixMilli(d.LastSeenTS)}
 		if len(n.sessions) >= maxSessionCache {
 			clear(n.sessions)
 		}
+		n.sessions[tok] = s
+	}
+	if now := n.Now(); now.Sub(s.seen) >= lastSeenInterval {
+		if err := n.store.TouchDevice(s.UserID, s.DeviceID, now.UnixMilli(), c.Req.RemoteIP); err != nil {
+			n.log.Warn("recording device last seen", "err", err)
+		}
+		s.seen = now
 		n.sessions[tok] = s
 	}
 	c.UserID, c.DeviceID, c.Admin, c.AccessToken = s.UserID, s.DeviceID, s.Admin, tok

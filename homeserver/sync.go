@@ -585,24 +585,46 @@ func (rs *roomsModule) syncLeft(req *syncRequest, roomID string, m store.Members
 	return lr, nil
 }
 
+// unreadState is the cached unread count of one user in one room: the
+// counts of the events in (readPos, countedTo].
+type unreadState struct {
+	readPos, countedTo int64
+	counts             unreadCounts
+}
+
+type unreadKey struct{ roomID, userID string }
+
 // unreadCounts counts the events after the user's read receipt that the
-// default push rules notify for. NOTSPEC: the user's own push rule changes
-// are not taken into account; messages and encrypted events count, and
-// highlights are messages that mention the user (m.mentions or their ID
-// in the body).
+// default push rules notify for, incrementally: each call only looks at the
+// events since the previous one. A new receipt drops the cached state.
+// NOTSPEC: the user's own push rule changes are not taken into account;
+// messages and encrypted events count (notices do not), highlights are
+// messages whose m.mentions name the user, and at most maxUnreadScan events
+// are counted when the counting starts.
 func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCounts, error) {
-	readPos, err := rs.st.UserReadPos(roomID, userID)
+	key := unreadKey{roomID, userID}
+	u := rs.unread[key]
+	var rows []store.EventRow
+	var err error
+	if u == nil {
+		readPos, err := rs.st.UserReadPos(roomID, userID)
+		if err != nil {
+			return unreadCounts{}, err
+		}
+		if own := rs.members[roomID][userID]; own.Membership == auth.Join && readPos < own.Pos {
+			readPos = own.Pos // nothing before joining is unread
+		}
+		u = &unreadState{readPos: readPos, countedTo: readPos}
+		rows, err = rs.st.RoomEventsRange(roomID, readPos, now, false, maxUnreadScan)
+		rs.unread[key] = u
+	} else if now > u.countedTo {
+		rows, err = rs.st.RoomEventsRange(roomID, u.countedTo, now, true, 0)
+	}
 	if err != nil {
+		delete(rs.unread, key)
 		return unreadCounts{}, err
 	}
-	if own := rs.members[roomID][userID]; own.Membership == auth.Join && readPos < own.Pos {
-		readPos = own.Pos // nothing before joining is unread
-	}
-	var u unreadCounts
-	rows, err := rs.st.RoomEventsRange(roomID, readPos, now, true, maxUnreadScan)
-	if err != nil {
-		return unreadCounts{}, err
-	}
+	u.countedTo = max(u.countedTo, now)
 	for _, r := range rows {
 		if r.Sender == userID || r.RedactedBy != "" {
 			continue
@@ -612,7 +634,6 @@ func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCou
 		}
 		var body struct {
 			Content struct {
-				Body     string `json:"body"`
 				MsgType  string `json:"msgtype"`
 				Mentions *struct {
 					UserIDs []string `json:"user_ids"`
@@ -623,13 +644,13 @@ func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCou
 		if body.Content.MsgType == "m.notice" {
 			continue
 		}
-		u.Notification++
+		u.counts.Notification++
 		if mn := body.Content.Mentions; mn != nil && containsStr(mn.UserIDs, userID) {
-			u.Highlight++
+			u.counts.Highlight++
 		}
 	}
-	return u, nil
+	return u.counts, nil
 }
 
-// maxUnreadScan bounds how many events an unread count looks at.
+// maxUnreadScan bounds how many events an unread count starts from.
 const maxUnreadScan = 500

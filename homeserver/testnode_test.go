@@ -15,13 +15,13 @@ import (
 // through Dispatch: no loop, no sockets.
 type testNode struct {
 	*Node
-	t     *testing.T
+	t     testing.TB
 	clock *clock.Fake
 }
 
 // newTestNode builds a node named "test.local" with open registration, no
 // rate limits and the cheapest bcrypt cost; mutate may change the config.
-func newTestNode(t *testing.T, mutate func(*Config)) *testNode {
+func newTestNode(t testing.TB, mutate func(*Config)) *testNode {
 	t.Helper()
 	cfg := DefaultConfig("test.local")
 	cfg.Registration.Open = true

@@ -28,10 +28,10 @@ const (
 	rekeyAfterMessages  = 1 << 60
 	rejectAfterMessages = 1 << 62
 
-	maxSources    = 4096 // per-source rate-limit entries kept
-	maxPendingXX  = 256  // responder XX handshakes awaiting message 3
-	maxKKHintPeers = 4   // DH attempts for one KK key hint
-	cookieUseFor  = cookieSecretLifetime - 10*time.Second
+	maxSources     = 4096 // per-source rate-limit entries kept
+	maxPendingXX   = 256  // responder XX handshakes awaiting message 3
+	maxKKHintPeers = 4    // DH attempts for one KK key hint
+	cookieUseFor   = cookieSecretLifetime - 10*time.Second
 )
 
 // prologue is mixed into every handshake (Noise spec §6), binding it to

@@ -106,8 +106,10 @@
 //	KK: type | sender index (2 B) | hint (4 B) | e (32 B) | enc(timestamp | data) | mac1 (16 B) [| mac2 (16 B)]
 //	XX: type | sender index (2 B) | e (32 B) | 8 zero bytes of padding | mac1 (16 B) [| mac2 (16 B)]
 //
-// enc(x) is x plus a 16-byte tag. The timestamp is 8 bytes of Unix
-// nanoseconds, strictly increasing per peer. The KK hint is the first 4
+// enc(x) is x plus a 16-byte tag. The timestamp is 8 bytes: Unix
+// nanoseconds in the low 63 bits, strictly increasing per peer, and in the
+// top bit the rekey flag, set when the initiator still holds a working
+// session with the responder (see "Session lifecycle"). The KK hint is the first 4
 // bytes of BLAKE2s-256("mxmesh kk hint" | initiator static | responder
 // static): it lets the responder pick the pinned key for the DH without
 // trying them all. NOTSPEC: it reveals to an observer which pair of
@@ -169,6 +171,14 @@
 // authenticated packet from a new address moves the peer there (roaming),
 // and Seal returns where to send. A completed handshake makes the new
 // session current and keeps the previous one for packets still in flight.
+// Exception: when message 1 has the rekey flag and the responder's current
+// session is still good, the responder keeps sending on it (message 2 may
+// be lost, and the initiator can still read the old session) and switches
+// when the first packet arrives on the new one; an initiator that
+// completes a rekey with nothing queued sends an empty packet at once to
+// confirm it. Without the flag (first contact, or the initiator lost its
+// state) the responder switches at once, so its reply to the early data
+// can be read.
 //
 //   - Message 1 is re-sent, as a fresh handshake, every HandshakeTimeout,
 //     HandshakeAttempts times; then EventHandshakeFailed.

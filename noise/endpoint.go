@@ -93,12 +93,15 @@ type peer[A Address] struct {
 	mutual  bool
 	addr    A
 
-	cur, prev *session[A]
-	init      *initiation[A]
-	queue     [][]byte
+	// cur sends; prev and next also receive. next is a session we answered
+	// as responder while the initiator still had a working one (a rekey):
+	// it becomes cur once a packet arrives on it (key confirmation).
+	cur, prev, next *session[A]
+	init            *initiation[A]
+	queue           [][]byte
 
-	cookie   [macLen]byte
-	cookieAt time.Time
+	cookie     [macLen]byte
+	cookieAt   time.Time
 	haveCookie bool
 
 	lastTS, sentTS uint64    // message-1 timestamps received / sent
@@ -128,6 +131,7 @@ type initiation[A Address] struct {
 	sentAt     time.Time
 	attempts   int
 	usedCookie bool
+	rekey      bool // we still had a working session when we started
 	// cfg, ePriv and payload reproduce the state after message 1 (rebuild).
 	cfg     fnoise.Config
 	ePriv   []byte
@@ -263,6 +267,7 @@ func (e *Endpoint[A]) RemovePeer(name string) {
 	}
 	e.dropSession(p.cur)
 	e.dropSession(p.prev)
+	e.dropSession(p.next)
 	if p.init != nil {
 		delete(e.slots, p.init.index)
 	}
@@ -344,6 +349,9 @@ func (e *Endpoint[A]) Seal(dst []byte, now time.Time, peerName string, plaintext
 	p := e.byName[peerName]
 	if p == nil {
 		return dst, zero, fmt.Errorf("seal for %q: %w", peerName, ErrUnknownPeer)
+	}
+	if (p.cur == nil || !e.sendable(p.cur, now)) && p.next != nil {
+		e.promote(p, now)
 	}
 	if s := p.cur; s != nil && e.sendable(s, now) {
 		if s.sendCtr >= rekeyAfterMessages && p.init == nil {
@@ -455,6 +463,7 @@ func (e *Endpoint[A]) buildInitiation(dst []byte, p *peer[A], now time.Time, ear
 	if err != nil {
 		return dst, fmt.Errorf("start handshake with %q: %w", p.name, err)
 	}
+	rekey := p.cur != nil && e.sendable(p.cur, now)
 	useCookie := p.haveCookie && now.Sub(p.cookieAt) < cookieUseFor && !now.Before(p.cookieAt)
 	start := len(dst)
 	t := kind
@@ -466,13 +475,13 @@ func (e *Endpoint[A]) buildInitiation(dst []byte, p *peer[A], now time.Time, ear
 	var payload []byte
 	switch kind {
 	case typeIK1:
-		payload = e.appendTimestamp(nil, p, now)
+		payload = e.appendTimestamp(nil, p, now, rekey)
 		payload = appendBinding(payload, e.cfg.ServerName, e.cfg.SigningKey.Public().(ed25519.PublicKey), e.sig)
 		payload = append(payload, early...)
 	case typeKK1:
 		h := kkHint(e.static.Public, p.static[:])
 		dst = append(dst, h[:]...)
-		payload = e.appendTimestamp(nil, p, now)
+		payload = e.appendTimestamp(nil, p, now, rekey)
 		payload = append(payload, early...)
 	case typeXX1:
 		payload = make([]byte, xx1PadLen)
@@ -486,7 +495,7 @@ func (e *Endpoint[A]) buildInitiation(dst []byte, p *peer[A], now time.Time, ear
 		k := deriveKey(labelMAC1, p.static[:])
 		key = &k
 	}
-	in := &initiation[A]{peer: p, index: idx, kind: kind, hs: hs, sentAt: now, attempts: attempts, usedCookie: useCookie,
+	in := &initiation[A]{peer: p, index: idx, kind: kind, hs: hs, sentAt: now, attempts: attempts, usedCookie: useCookie, rekey: rekey,
 		cfg: cfg, ePriv: hs.LocalEphemeral().Private, payload: payload}
 	in.mac1 = mac128(key[:], dst[start:])
 	dst = append(dst, in.mac1[:]...)
@@ -500,14 +509,22 @@ func (e *Endpoint[A]) buildInitiation(dst []byte, p *peer[A], now time.Time, ear
 	return dst, nil
 }
 
-func (e *Endpoint[A]) appendTimestamp(dst []byte, p *peer[A], now time.Time) []byte {
-	ts := uint64(now.UnixNano())
+// appendTimestamp appends the message-1 timestamp: Unix nanoseconds in
+// the low 63 bits, strictly increasing per peer, and in the top bit the
+// rekey flag (we still hold a working session with the peer).
+func (e *Endpoint[A]) appendTimestamp(dst []byte, p *peer[A], now time.Time, rekey bool) []byte {
+	ts := uint64(now.UnixNano()) &^ rekeyFlag
 	if ts <= p.sentTS {
 		ts = p.sentTS + 1
 	}
 	p.sentTS = ts
+	if rekey {
+		ts |= rekeyFlag
+	}
 	return binary.BigEndian.AppendUint64(dst, ts)
 }
+
+const rekeyFlag = 1 << 63
 
 // allocIndex picks a free random session index, preferring the one-byte
 // range.
@@ -608,6 +625,9 @@ func (e *Endpoint[A]) openTransport(dst []byte, now time.Time, from A, pkt []byt
 	s.win.update(ctr)
 	e.stats.Opened++
 	p := s.peer
+	if s == p.next {
+		e.promote(p, now)
+	}
 	p.addr = from // roaming: follow the peer's authenticated address
 	p.unanswered = time.Time{}
 	if len(out) == len(dst) {

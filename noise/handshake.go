@@ -13,12 +13,12 @@ import (
 
 // Minimum sizes of handshake messages, without mac1/mac2.
 const (
-	minIK1 = 3 + keyLen + (keyLen + tagLen) + timestampLen + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
-	minKK1 = 3 + hintLen + keyLen + timestampLen + tagLen
-	lenXX1 = 3 + keyLen + xx1PadLen
+	minIK1  = 3 + keyLen + (keyLen + tagLen) + timestampLen + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
+	minKK1  = 3 + hintLen + keyLen + timestampLen + tagLen
+	lenXX1  = 3 + keyLen + xx1PadLen
 	minMsg2 = 5 + keyLen + tagLen
-	minXX2 = 5 + keyLen + (keyLen + tagLen) + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
-	minXX3 = 3 + (keyLen + tagLen) + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
+	minXX2  = 5 + keyLen + (keyLen + tagLen) + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
+	minXX3  = 3 + (keyLen + tagLen) + 2 + ed25519.PublicKeySize + ed25519.SignatureSize + tagLen
 )
 
 // openInitiation handles a message 1 (we are the responder). Order of
@@ -165,6 +165,8 @@ func (e *Endpoint[A]) respondKK(dst []byte, now time.Time, from A, body []byte, 
 // message 2 and installs the session.
 func (e *Endpoint[A]) acceptFresh(dst []byte, now time.Time, from A, p *peer[A], hs *fnoise.HandshakeState,
 	ts uint64, early []byte, remote uint16, replyType byte) ([]byte, string, error) {
+	rekey := ts&rekeyFlag != 0
+	ts &^= rekeyFlag
 	if ts <= p.lastTS {
 		return dst, "", fmt.Errorf("open message 1 from %q: timestamp not newer than the last one: %w", p.name, ErrReplay)
 	}
@@ -192,7 +194,12 @@ func (e *Endpoint[A]) acceptFresh(dst []byte, now time.Time, from A, p *peer[A],
 		return dst, "", fmt.Errorf("answer message 1: %w", err)
 	}
 	e.transmit(from, msg)
-	if err := e.install(p, now, from, idx, remote, cs2, cs1, false); err != nil {
+	// On a rekey the initiator can still read our current session, and
+	// message 2 may be lost: keep sending on the current one until the
+	// new one is confirmed. Otherwise (first contact, or the initiator
+	// restarted) switch at once, so a reply to the early data reaches it.
+	deferSwitch := rekey && p.cur != nil && e.sendable(p.cur, now)
+	if err := e.install(p, now, from, idx, remote, cs2, cs1, false, deferSwitch); err != nil {
 		return dst, "", err
 	}
 	return e.deliver(dst, p, early)
@@ -274,7 +281,7 @@ func (e *Endpoint[A]) openXX3(dst []byte, now time.Time, from A, pkt []byte) ([]
 	if err != nil {
 		return dst, "", fmt.Errorf("open XX message 3: %w", err)
 	}
-	if err := e.install(p, now, from, idx, x.remote, cs2, cs1, false); err != nil {
+	if err := e.install(p, now, from, idx, x.remote, cs2, cs1, false, false); err != nil {
 		return dst, "", err
 	}
 	return e.deliver(dst, p, early)
@@ -324,8 +331,14 @@ func (e *Endpoint[A]) openResponse(dst []byte, now time.Time, from A, pkt []byte
 		}
 		e.transmit(from, msg)
 	}
-	if err := e.install(p, now, from, idx, remote, cs1, cs2, true); err != nil {
+	confirm := in.rekey && len(p.queue) == 0
+	if err := e.install(p, now, from, idx, remote, cs1, cs2, true, false); err != nil {
 		return dst, "", err
+	}
+	if confirm {
+		// Confirm the new keys at once so the responder switches to them
+		// (it keeps the old session for sending until then).
+		e.confirm(p, now)
 	}
 	return dst, "", nil
 }
@@ -418,7 +431,8 @@ func (e *Endpoint[A]) authorize(static [32]byte, b *binding) (*peer[A], error) {
 
 // install makes a completed handshake the peer's current session, keeps
 // the previous one for packets still in flight, and flushes the queue.
-func (e *Endpoint[A]) install(p *peer[A], now time.Time, from A, local, remote uint16, send, recv *fnoise.CipherState, initiator bool) error {
+// With deferSwitch the new session only receives, as next, until promote.
+func (e *Endpoint[A]) install(p *peer[A], now time.Time, from A, local, remote uint16, send, recv *fnoise.CipherState, initiator, deferSwitch bool) error {
 	sk, rk := send.UnsafeKey(), recv.UnsafeKey()
 	sa, err := chacha20poly1305.New(sk[:])
 	if err != nil {
@@ -439,19 +453,44 @@ func (e *Endpoint[A]) install(p *peer[A], now time.Time, from A, local, remote u
 		p.init = nil
 	}
 	e.slots[local] = slot[A]{sess: s}
+	p.addr = from
+	e.stats.HandshakesCompleted++
+	e.dropSession(p.next)
+	p.next = nil
+	if deferSwitch {
+		p.next = s
+		return nil
+	}
 	e.dropSession(p.prev)
 	p.prev, p.cur = p.cur, s
-	p.addr = from
+	e.switched(p, now)
+	return nil
+}
+
+// promote makes the confirmed next session current.
+func (e *Endpoint[A]) promote(p *peer[A], now time.Time) {
+	e.dropSession(p.prev)
+	p.prev, p.cur, p.next = p.cur, p.next, nil
+	e.switched(p, now)
+}
+
+// switched reports a new current session and sends what was queued.
+func (e *Endpoint[A]) switched(p *peer[A], now time.Time) {
 	p.unanswered, p.keepaliveDue = time.Time{}, time.Time{}
-	e.stats.HandshakesCompleted++
 	e.events = append(e.events, Event{Kind: EventEstablished, Peer: p.name, NoiseKey: bytes.Clone(p.static[:])})
-	e.log.Debug("noise: session established", "peer", p.name, "initiator", initiator)
+	e.log.Debug("noise: session established", "peer", p.name, "initiator", p.cur.initiator)
 	for _, q := range p.queue {
-		e.transmit(p.addr, e.sealTransport(nil, s, q))
+		e.transmit(p.addr, e.sealTransport(nil, p.cur, q))
 		e.noteSent(p, now)
 	}
 	p.queue = nil
-	return nil
+}
+
+// confirm sends an empty packet on the current session.
+func (e *Endpoint[A]) confirm(p *peer[A], now time.Time) {
+	if s := p.cur; s != nil && e.sendable(s, now) {
+		e.transmit(p.addr, e.sealTransport(nil, s, nil))
+	}
 }
 
 func (e *Endpoint[A]) dropSession(s *session[A]) {

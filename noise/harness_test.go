@@ -43,9 +43,9 @@ func (id ident) pin(mutual bool) Peer[netip.AddrPort] {
 }
 
 type node struct {
-	id  ident
-	ep  *Endpoint[netip.AddrPort]
-	got []string // delivered plaintexts as "peer:text"
+	id   ident
+	ep   *Endpoint[netip.AddrPort]
+	got  []string // delivered plaintexts as "peer:text"
 	errs []error
 }
 

@@ -118,31 +118,38 @@ func TestNoNonceReuse(t *testing.T) {
 	nw, a, b := pair(t, false)
 	establish(t, nw, a, b)
 	type key struct {
+		to  netipAddr
 		idx uint16
 		ctr uint64
 	}
 	used := map[key]bool{}
+	next := map[netipAddr]uint64{}
 	nw.filter = func(p packet) bool {
 		if p.data[0] < 0xC0 {
 			idx, tr, bits, _, err := parseTransportHeader(p.data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			k := key{idx, reconstructCounter(0, tr, bits)}
-			if bits == 0 && used[k] {
-				t.Fatalf("index %d counter %d sent twice", k.idx, k.ctr)
+			// The filter sees packets in sending order, so reconstruction
+			// against the last counter seen is exact.
+			c := reconstructCounter(next[p.to], tr, bits)
+			next[p.to] = c + 1
+			k := key{p.to, idx, c}
+			if used[k] {
+				t.Fatalf("nonce reuse: index %d counter %d to %v", idx, c, p.to)
 			}
 			used[k] = true
 		}
 		return true
 	}
-	for i := 0; i < 120; i++ {
+	nw.loss, nw.reorder = 0.3, 0.3
+	for i := 0; i < 1000; i++ {
 		nw.send(a, "b.example", "x")
 		nw.send(b, "a.example", "y")
 	}
 	nw.run()
-	if len(used) != 240 {
-		t.Fatalf("%d distinct (index, counter) pairs, want 240", len(used))
+	if len(used) < 2000 {
+		t.Fatalf("%d distinct (index, counter) pairs, want at least 2000", len(used))
 	}
 }
 
@@ -433,5 +440,122 @@ func TestSealErrors(t *testing.T) {
 	}
 	if err := nw.send(a, "b.example", "one too many"); !errors.Is(err, ErrSessionExhausted) {
 		t.Fatalf("queue overflow: %v", err)
+	}
+}
+
+func TestRekeyBeforeCounterLimit(t *testing.T) {
+	nw, a, b := pair(t, false)
+	establish(t, nw, a, b)
+	pa := a.ep.byName["b.example"]
+	old := pa.cur
+	old.sendCtr = rekeyAfterMessages
+	w := &b.ep.byName["a.example"].cur.win // as if b had seen them all
+	w.last, w.seen = rekeyAfterMessages-1, true
+	nw.send(a, "b.example", "last on old keys")
+	nw.run()
+	if pa.cur == old {
+		t.Fatal("no new session after the rekey counter")
+	}
+	nw.send(a, "b.example", "first on new keys")
+	nw.run()
+	if !slices.Equal(b.got, []string{"a.example:last on old keys", "a.example:first on new keys"}) {
+		t.Fatalf("b got %q, errs %v", b.got, b.errs)
+	}
+	// A session at its hard limit is never used to send.
+	pa.cur.sendCtr = rejectAfterMessages
+	pa.cur.created = nw.now
+	out, _, err := a.ep.Seal(nil, nw.now, "b.example", []byte("x"))
+	if err != nil || len(out) == 0 || out[0] < 0xC0 {
+		t.Fatalf("Seal on an exhausted session: %x, %v", out, err)
+	}
+}
+
+func TestPeerTable(t *testing.T) {
+	nw, a, b := pair(t, false)
+	establish(t, nw, a, b)
+	if err := a.ep.AddPeer(Peer[netipAddr]{Name: "b.example", NoiseKey: a.id.kp.Public}); err == nil {
+		t.Error("re-pinning b.example to another key succeeded")
+	}
+	if err := a.ep.AddPeer(Peer[netipAddr]{Name: "x", NoiseKey: b.id.kp.Public}); err == nil {
+		t.Error("pinning b's key under a second name succeeded")
+	}
+	if err := a.ep.AddPeer(Peer[netipAddr]{Name: "x", NoiseKey: []byte{1}}); err == nil {
+		t.Error("short key accepted")
+	}
+	a.ep.RemovePeer("b.example")
+	if len(a.ep.slots) != 0 || len(a.ep.byHint) != 0 || len(a.ep.byStatic) != 0 {
+		t.Fatalf("state left after RemovePeer: %d slots", len(a.ep.slots))
+	}
+	// b's packets to a are now dropped, and a refuses b's new handshake.
+	nw.send(b, "a.example", "still there?")
+	nw.run()
+	if len(a.got) != 0 || a.errCount(ErrUnknownSession) != 1 {
+		t.Fatalf("a got %q, errs %v", a.got, a.errs)
+	}
+}
+
+// TestRekeyLostMessage2: while a rekey's message 2 is lost, the responder
+// keeps sending on the old session, which the initiator can still read;
+// the new session takes over once the initiator confirms it.
+func TestRekeyLostMessage2(t *testing.T) {
+	nw, a, b := pair(t, false)
+	establish(t, nw, a, b)
+	pb := b.ep.byName["a.example"]
+	old := pb.cur
+	dropMsg2 := true
+	nw.filter = func(p packet) bool { return !(dropMsg2 && p.data[0] == typeIK2) }
+	nw.advance(DefaultRekeyAfter)
+	if pb.next == nil || pb.cur != old {
+		t.Fatal("responder switched before the new session was confirmed")
+	}
+	nw.send(b, "a.example", "during rekey")
+	nw.run()
+	if !slices.Equal(a.got, []string{"b.example:during rekey"}) {
+		t.Fatalf("a got %q, errs %v", a.got, a.errs)
+	}
+	dropMsg2 = false
+	nw.advance(DefaultHandshakeTimeout)
+	if pb.cur == old || pb.next != nil {
+		t.Fatal("responder did not switch after confirmation")
+	}
+	nw.send(b, "a.example", "after rekey")
+	nw.send(a, "b.example", "both ways")
+	nw.run()
+	if !slices.Contains(a.got, "b.example:after rekey") || !slices.Equal(b.got, []string{"a.example:both ways"}) {
+		t.Fatalf("a got %q, b got %q", a.got, b.got)
+	}
+}
+
+// TestForgedMessage2 sends message 2s with the right index but a bad
+// ephemeral key (all zeros, which X25519 refuses) or a bad tag before the
+// real one: the handshake must still complete.
+func TestForgedMessage2(t *testing.T) {
+	nw, a, b := pair(t, false)
+	var real []byte
+	nw.filter = func(p packet) bool {
+		if p.data[0] == typeIK2 {
+			real = bytes.Clone(p.data)
+			return false
+		}
+		return true
+	}
+	nw.send(a, "b.example", "hi")
+	nw.run()
+	if real == nil {
+		t.Fatal("no message 2")
+	}
+	lowOrder := append(bytes.Clone(real[:5]), make([]byte, keyLen+tagLen)...)
+	badTag := bytes.Clone(real)
+	badTag[len(badTag)-1] ^= 1
+	for _, f := range [][]byte{lowOrder, badTag} {
+		if _, _, err := a.ep.Open(nil, nw.now, b.id.addr, f); !errors.Is(err, ErrAuth) {
+			t.Fatalf("forged message 2: %v", err)
+		}
+	}
+	if _, _, err := a.ep.Open(nil, nw.now, b.id.addr, real); err != nil {
+		t.Fatalf("real message 2 after forgeries: %v", err)
+	}
+	if a.ep.byName["b.example"].cur == nil {
+		t.Fatal("no session")
 	}
 }

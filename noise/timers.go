@@ -24,6 +24,10 @@ func (e *Endpoint[A]) tickPeer(p *peer[A], now time.Time) {
 		e.dropSession(s)
 		p.cur = nil
 	}
+	if s := p.next; s != nil && now.Sub(s.created) >= e.cfg.RejectAfter {
+		e.dropSession(s)
+		p.next = nil
+	}
 	if in := p.init; in != nil {
 		if now.Sub(in.sentAt) >= e.cfg.HandshakeTimeout {
 			if in.attempts >= e.cfg.HandshakeAttempts {
@@ -52,9 +56,7 @@ func (e *Endpoint[A]) tickPeer(p *peer[A], now time.Time) {
 	}
 	if !p.keepaliveDue.IsZero() && !now.Before(p.keepaliveDue) {
 		p.keepaliveDue = time.Time{}
-		if s := p.cur; s != nil && e.sendable(s, now) {
-			e.transmit(p.addr, e.sealTransport(nil, s, nil))
-		}
+		e.confirm(p, now)
 	}
 }
 
@@ -91,6 +93,9 @@ func (e *Endpoint[A]) NextDeadline() (t time.Time, ok bool) {
 		}
 		if p.cur != nil {
 			add(p.cur.created.Add(e.cfg.RejectAfter))
+		}
+		if p.next != nil {
+			add(p.next.created.Add(e.cfg.RejectAfter))
 		}
 		if p.init != nil {
 			add(p.init.sentAt.Add(e.cfg.HandshakeTimeout))

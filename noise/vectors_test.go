@@ -27,9 +27,9 @@ func TestNoiseVectors(t *testing.T) {
 	}
 	defer f.Close()
 	type vec struct {
-		name                         string
-		kv                           map[string][]byte
-		msgs                         []string
+		name string
+		kv   map[string][]byte
+		msgs []string
 	}
 	var vs []*vec
 	sc := bufio.NewScanner(f)

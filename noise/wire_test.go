@@ -31,12 +31,12 @@ func TestParseTransportHeaderErrors(t *testing.T) {
 	tag := "00000000000000000000000000000000"
 	for _, h := range []string{
 		"",
-		"00",                 // no tag
-		"05" + tag[:30],      // one byte short
-		"c1" + "00" + tag,    // handshake type
-		"8005" + "00" + tag,  // non-canonical long index
+		"00",                  // no tag
+		"05" + tag[:30],       // one byte short
+		"c1" + "00" + tag,     // handshake type
+		"8005" + "00" + tag,   // non-canonical long index
 		"05" + "808080" + tag, // four counter groups
-		"05" + "80",          // varint runs off the end
+		"05" + "80",           // varint runs off the end
 	} {
 		b, _ := hex.DecodeString(h)
 		if _, _, _, _, err := parseTransportHeader(b); !errors.Is(err, ErrMalformed) {
@@ -123,5 +123,28 @@ func TestBindingRoundTrip(t *testing.T) {
 		if _, _, err := parseBinding(enc[:n]); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("truncated to %d: %v", n, err)
 		}
+	}
+}
+
+// A forged packet far ahead of the window must not move it.
+func TestForgedCounterDoesNotMoveWindow(t *testing.T) {
+	nw, a, b := pair(t, false)
+	establish(t, nw, a, b)
+	s := b.ep.byName["a.example"].cur
+	forged := appendTransportHeader(nil, s.local, 1<<20)
+	forged = append(forged, make([]byte, 40)...)
+	if _, _, err := b.ep.Open(nil, nw.now, a.id.addr, forged); !errors.Is(err, ErrAuth) {
+		t.Fatalf("forged packet: %v", err)
+	}
+	if s.win.next() != 0 {
+		t.Fatalf("window moved to %d", s.win.next())
+	}
+	nw.send(a, "b.example", "real")
+	nw.run()
+	if len(b.got) != 1 {
+		t.Fatalf("b got %q, errs %v", b.got, b.errs)
+	}
+	if _, ok := (&Endpoint[netipAddr]{}).NextDeadline(); ok {
+		t.Error("empty endpoint has a deadline")
 	}
 }

@@ -84,6 +84,11 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 		return err
 	}
 	log := newLogger(logOut, cfg.LogLevel)
+	release, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	keyText, err := os.ReadFile(cfg.Path(cfg.SigningKeyFile))
 	if err != nil {
 		return fmt.Errorf("read signing key: %w", err)

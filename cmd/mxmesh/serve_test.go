@@ -153,6 +153,10 @@ func TestServeUserAddWhileRunningAndRestart(t *testing.T) {
 	plain, tlsURL, logs, stop := startServe(t, dir)
 
 	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "--dir", dir}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "another mxmesh serve") {
+		t.Fatalf("second serve on the same directory: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
 	if code := run([]string{"user", "add", "--dir", dir, "op", "--password", "pw", "--admin"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("user add while serving: exit %d: %s", code, errb.String())
 	}

@@ -1,5 +1,10 @@
 package store
 
+// The room tables of migration 0002: rooms, state groups, memberships,
+// transaction IDs and aliases. Writes that one room event implies go
+// through a RoomTx; reads use the store's connection directly and must not
+// be made while a RoomTx is open (the store has one connection).
+
 import (
 	"database/sql"
 	"errors"
@@ -29,7 +34,7 @@ type Room struct {
 // InsertRoom records a new room; ErrExists if its ID is taken.
 func (t *RoomTx) InsertRoom(r Room) error {
 	_, err := t.tx.Exec(`INSERT INTO rooms (room_id, room_version, creator, published) VALUES (?, ?, ?, ?)`,
-		r.RoomID, r.Version, r.Creator, boolInt(r.Published))
+		r.RoomID, r.Version, r.Creator, r.Published)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("store: insert room %s: %w", r.RoomID, ErrExists)
@@ -39,26 +44,17 @@ func (t *RoomTx) InsertRoom(r Room) error {
 	return nil
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // Room returns a room, or ErrNotFound.
 func (s *Store) Room(roomID string) (Room, error) {
 	r := Room{RoomID: roomID}
-	var pub int
 	err := s.DB.QueryRow(`SELECT room_version, creator, published FROM rooms WHERE room_id = ?`, roomID).
-		Scan(&r.Version, &r.Creator, &pub)
+		Scan(&r.Version, &r.Creator, &r.Published)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Room{}, fmt.Errorf("store: room %s: %w", roomID, ErrNotFound)
 	}
 	if err != nil {
 		return Room{}, fmt.Errorf("store: room %s: %w", roomID, describe(err))
 	}
-	r.Published = pub != 0
 	return r, nil
 }
 
@@ -198,7 +194,7 @@ func (t *RoomTx) SetMembership(m Membership) error {
 	_, err := t.tx.Exec(`DELETE FROM room_members WHERE room_id = ? AND user_id = ?`, m.RoomID, m.UserID)
 	if err == nil {
 		_, err = t.tx.Exec(`INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten)
-			VALUES (?, ?, ?, ?, ?, 0)`, m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
+			VALUES (?, ?, ?, ?, ?, FALSE)`, m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
 	}
 	if err != nil {
 		return fmt.Errorf("store: set membership %s in %s: %w", m.UserID, m.RoomID, describe(err))
@@ -208,7 +204,7 @@ func (t *RoomTx) SetMembership(m Membership) error {
 
 // ForgetRoom marks a room forgotten for a user.
 func (s *Store) ForgetRoom(roomID, userID string) error {
-	res, err := s.DB.Exec(`UPDATE room_members SET forgotten = 1 WHERE room_id = ? AND user_id = ?`, roomID, userID)
+	res, err := s.DB.Exec(`UPDATE room_members SET forgotten = TRUE WHERE room_id = ? AND user_id = ?`, roomID, userID)
 	return checkOne(res, err, "forget room "+roomID)
 }
 
@@ -222,11 +218,9 @@ func (s *Store) AllMemberships() ([]Membership, error) {
 	var out []Membership
 	for rows.Next() {
 		var m Membership
-		var f int
-		if err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &f); err != nil {
+		if err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten); err != nil {
 			return nil, fmt.Errorf("store: memberships: %w", err)
 		}
-		m.Forgotten = f != 0
 		out = append(out, m)
 	}
 	return out, rows.Err()

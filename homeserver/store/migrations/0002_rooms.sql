@@ -1,6 +1,9 @@
 -- 0002: rooms, events with their exact bytes, the room DAG, state groups,
 -- and the streams /sync reads (events, receipts, account data).
 --
+-- Portable SQL (BIGINT, TEXT, BOOLEAN): event JSON is UTF-8 text, stored
+-- byte for byte.
+--
 -- Stream positions: one counter shared by events.stream_pos,
 -- receipts.stream_pos and account_data.stream_pos. The node hands out the
 -- next value; at start-up it resumes from the largest value in the three
@@ -10,7 +13,7 @@ CREATE TABLE rooms (
     room_id      TEXT    NOT NULL PRIMARY KEY,
     room_version TEXT    NOT NULL,
     creator      TEXT    NOT NULL,
-    published    INTEGER NOT NULL DEFAULT 0
+    published    BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- Every event of every room, as the exact bytes it was built or received
@@ -19,21 +22,21 @@ CREATE TABLE rooms (
 -- and just after the event; replaces_state is the state event a state event
 -- replaced (for unsigned.prev_content); redacted_by the redaction applied.
 CREATE TABLE events (
-    stream_pos       INTEGER NOT NULL PRIMARY KEY,
+    stream_pos       BIGINT  NOT NULL PRIMARY KEY,
     event_id         TEXT    NOT NULL UNIQUE,
     room_id          TEXT    NOT NULL,
     type             TEXT    NOT NULL,
     state_key        TEXT,
     sender           TEXT    NOT NULL,
-    depth            INTEGER NOT NULL,
-    origin_server_ts INTEGER NOT NULL,
-    state_before     INTEGER NOT NULL,
-    state_after      INTEGER NOT NULL,
+    depth            BIGINT  NOT NULL,
+    origin_server_ts BIGINT  NOT NULL,
+    state_before     BIGINT  NOT NULL,
+    state_after      BIGINT  NOT NULL,
     replaces_state   TEXT,
     redacted_by      TEXT,
     txn_device       TEXT,
     txn_id           TEXT,
-    json             BLOB    NOT NULL
+    json             TEXT    NOT NULL
 );
 CREATE INDEX events_by_room ON events (room_id, stream_pos);
 
@@ -56,13 +59,13 @@ CREATE TABLE forward_extremities (
 -- prev_group (NULL for a full snapshot); chain_len counts the deltas back
 -- to the snapshot so lookups stay short.
 CREATE TABLE state_groups (
-    group_id   INTEGER NOT NULL PRIMARY KEY,
+    group_id   BIGINT  NOT NULL PRIMARY KEY,
     room_id    TEXT    NOT NULL,
-    prev_group INTEGER,
-    chain_len  INTEGER NOT NULL
+    prev_group BIGINT ,
+    chain_len  BIGINT  NOT NULL
 );
 CREATE TABLE state_group_entries (
-    group_id  INTEGER NOT NULL,
+    group_id  BIGINT  NOT NULL,
     type      TEXT    NOT NULL,
     state_key TEXT    NOT NULL,
     event_id  TEXT    NOT NULL,
@@ -75,8 +78,8 @@ CREATE TABLE room_members (
     user_id    TEXT    NOT NULL,
     membership TEXT    NOT NULL,
     event_id   TEXT    NOT NULL,
-    stream_pos INTEGER NOT NULL,
-    forgotten  INTEGER NOT NULL DEFAULT 0,
+    stream_pos BIGINT  NOT NULL,
+    forgotten  BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (room_id, user_id)
 );
 CREATE INDEX room_members_by_user ON room_members (user_id);
@@ -104,8 +107,8 @@ CREATE TABLE receipts (
     user_id      TEXT    NOT NULL,
     thread_id    TEXT    NOT NULL DEFAULT '',
     event_id     TEXT    NOT NULL,
-    ts           INTEGER NOT NULL,
-    stream_pos   INTEGER NOT NULL,
+    ts           BIGINT  NOT NULL,
+    stream_pos   BIGINT  NOT NULL,
     PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
 );
 CREATE INDEX receipts_by_pos ON receipts (stream_pos);
@@ -115,16 +118,16 @@ CREATE TABLE account_data (
     user_id    TEXT    NOT NULL,
     room_id    TEXT    NOT NULL DEFAULT '',
     type       TEXT    NOT NULL,
-    content    BLOB    NOT NULL,
-    stream_pos INTEGER NOT NULL,
+    content    TEXT    NOT NULL,
+    stream_pos BIGINT  NOT NULL,
     PRIMARY KEY (user_id, room_id, type)
 );
 CREATE INDEX account_data_by_pos ON account_data (user_id, stream_pos);
 
 CREATE TABLE filters (
     user_id   TEXT    NOT NULL,
-    filter_id INTEGER NOT NULL,
-    json      BLOB    NOT NULL,
+    filter_id BIGINT  NOT NULL,
+    json      TEXT    NOT NULL,
     PRIMARY KEY (user_id, filter_id)
 );
 
