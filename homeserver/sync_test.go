@@ -1,0 +1,185 @@
+package homeserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func stateTypes(evs []map[string]any) map[string]int {
+	out := map[string]int{}
+	for _, e := range evs {
+		out[e["type"].(string)]++
+	}
+	return out
+}
+
+func TestSyncStateDeltas(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	_, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"preset": "public_chat", "name": "One"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, nil))
+	s := decodeSync(t, tn.do("GET", cs+"/sync?filter="+url.QueryEscape(`{"room":{"timeline":{"limit":1}}}`), bt, nil))
+	// The timeline holds Bob's join; the state is everything before it.
+	if st := stateTypes(s.Rooms.Join[roomID].State.Events); st["m.room.create"] != 1 || st["m.room.member"] != 1 || st["m.room.name"] != 1 {
+		t.Fatalf("initial sync state %v", st)
+	}
+
+	// A small change: it is in the timeline, and state is empty.
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.name/", at, map[string]string{"name": "Two"}))
+	s2 := decodeSync(t, tn.do("GET", cs+"/sync?since="+s.NextBatch, bt, nil))
+	jr := s2.Rooms.Join[roomID]
+	if jr.Timeline.Limited || len(jr.Timeline.Events) != 1 || len(jr.State.Events) != 0 {
+		t.Fatalf("small delta: limited=%v timeline=%d state=%d", jr.Timeline.Limited, len(jr.Timeline.Events), len(jr.State.Events))
+	}
+
+	// A change followed by more messages than the timeline holds: the
+	// change comes in the state section.
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.name/", at, map[string]string{"name": "Three"}))
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.topic/", at, map[string]string{"topic": "t"}))
+	for i := range 12 {
+		tn.send(at, roomID, fmt.Sprintf("d%d", i), "x")
+	}
+	s3 := decodeSync(t, tn.do("GET", cs+"/sync?since="+s2.NextBatch, bt, nil))
+	jr = s3.Rooms.Join[roomID]
+	if !jr.Timeline.Limited {
+		t.Fatal("timeline not limited")
+	}
+	st := stateTypes(jr.State.Events)
+	if len(st) != 2 || st["m.room.name"] != 1 || st["m.room.topic"] != 1 {
+		t.Fatalf("gap state %v", st)
+	}
+	for _, e := range jr.State.Events {
+		if e["type"] == "m.room.name" {
+			if e["content"].(map[string]any)["name"] != "Three" {
+				t.Fatalf("stale name in state: %v", e)
+			}
+			if e["unsigned"].(map[string]any)["prev_content"].(map[string]any)["name"] != "Two" {
+				t.Fatalf("prev_content %v", e["unsigned"])
+			}
+		}
+	}
+
+	// full_state: everything, even with nothing new.
+	s4 := decodeSync(t, tn.do("GET", cs+"/sync?full_state=true&since="+s3.NextBatch, bt, nil))
+	st = stateTypes(s4.Rooms.Join[roomID].State.Events)
+	if st["m.room.create"] != 1 || st["m.room.member"] != 2 || st["m.room.power_levels"] != 1 {
+		t.Fatalf("full_state %v", st)
+	}
+
+	// include_leave: an initial sync lists rooms the user left.
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/leave", bt, nil))
+	s5 := decodeSync(t, tn.do("GET", cs+"/sync", bt, nil))
+	if len(s5.Rooms.Leave) != 0 || len(s5.Rooms.Join) != 0 {
+		t.Fatalf("initial sync after leaving: %+v", s5.Rooms)
+	}
+	s6 := decodeSync(t, tn.do("GET", cs+"/sync?filter="+url.QueryEscape(`{"room":{"include_leave":true}}`), bt, nil))
+	if _, ok := s6.Rooms.Leave[roomID]; !ok {
+		t.Fatalf("include_leave: %+v", s6.Rooms)
+	}
+	wantErr(t, tn.do("GET", cs+"/sync?since=bogus", bt, nil), 400, "M_INVALID_PARAM")
+}
+
+func TestContextAliasesReadMarkers(t *testing.T) {
+	tn := newTestNode(t, nil)
+	alice, at, _ := tn.register("alice", "pw-alice-1")
+	_, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"preset": "public_chat"})
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, tn.send(at, roomID, fmt.Sprintf("c%d", i), fmt.Sprintf("c %d", i)))
+	}
+
+	// /context around the middle message.
+	r := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/context/"+esc(ids[3])+"?limit=4", at, nil))
+	var ctx struct {
+		Event  map[string]any   `json:"event"`
+		Before []map[string]any `json:"events_before"`
+		After  []map[string]any `json:"events_after"`
+		Start  string           `json:"start"`
+		End    string           `json:"end"`
+		State  []map[string]any `json:"state"`
+	}
+	if err := json.Unmarshal(r.Raw, &ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Event["event_id"] != ids[3] || strings.Join(bodies(ctx.Before), ",") != "c 2,c 1" ||
+		strings.Join(bodies(ctx.After), ",") != "c 4,c 5" || len(ctx.State) == 0 {
+		t.Fatalf("context %s", r.Raw)
+	}
+	// Its tokens continue with /messages.
+	r = ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/messages?dir=f&limit=5&from="+ctx.End, at, nil))
+	var page struct {
+		Chunk []map[string]any `json:"chunk"`
+	}
+	json.Unmarshal(r.Raw, &page)
+	if strings.Join(bodies(page.Chunk), ",") != "c 6" {
+		t.Fatalf("forward from context end: %s", r.Raw)
+	}
+	wantErr(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/context/"+esc(ids[3]), bt, nil), 403, "M_FORBIDDEN")
+
+	// Aliases: create, resolve, join through one, list, delete.
+	ok(t, tn.do("PUT", cs+"/directory/room/"+esc("#lobby:test.local"), at, map[string]string{"room_id": roomID}))
+	wantErr(t, tn.do("PUT", cs+"/directory/room/"+esc("#lobby:test.local"), at, map[string]string{"room_id": roomID}), 409, "M_UNKNOWN")
+	wantErr(t, tn.do("PUT", cs+"/directory/room/"+esc("#x:elsewhere"), at, map[string]string{"room_id": roomID}), 400, "M_INVALID_PARAM")
+	ok(t, tn.do("POST", cs+"/join/"+esc("#lobby:test.local"), bt, nil))
+	al := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/aliases", bt, nil))
+	if !strings.Contains(string(al.Raw), "#lobby:test.local") {
+		t.Fatalf("aliases %s", al.Raw)
+	}
+	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.canonical_alias/", at, map[string]string{"alias": "#nope:test.local"}), 400, "M_BAD_ALIAS")
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.canonical_alias/", at, map[string]string{"alias": "#lobby:test.local"}))
+	wantErr(t, tn.do("DELETE", cs+"/directory/room/"+esc("#lobby:test.local"), bt, nil), 403, "M_FORBIDDEN")
+	ok(t, tn.do("DELETE", cs+"/directory/room/"+esc("#lobby:test.local"), at, nil))
+	wantErr(t, tn.do("GET", cs+"/directory/room/"+esc("#lobby:test.local"), at, nil), 404, "M_NOT_FOUND")
+	wantErr(t, tn.do("POST", cs+"/join/"+esc("#lobby:test.local"), bt, nil), 404, "M_NOT_FOUND")
+
+	// Read markers: m.fully_read lands in room account data, m.read as a
+	// receipt that clears Bob's unread count.
+	s := decodeSync(t, tn.do("GET", cs+"/sync", bt, nil))
+	tn.send(at, roomID, "c7", "unread one")
+	s = decodeSync(t, tn.do("GET", cs+"/sync?since="+s.NextBatch, bt, nil))
+	if n := s.Rooms.Join[roomID].Unread.Notification; n != 1 {
+		t.Fatalf("unread %d, want 1", n)
+	}
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/read_markers", bt, map[string]string{"m.fully_read": ids[6], "m.read": ids[6]}))
+	last := s.Rooms.Join[roomID].Timeline.Events[0]["event_id"].(string)
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/receipt/m.read.private/"+esc(last), bt, map[string]any{}))
+	s2 := decodeSync(t, tn.do("GET", cs+"/sync?since="+s.NextBatch, bt, nil))
+	jr := s2.Rooms.Join[roomID]
+	if jr.Unread.Notification != 0 {
+		t.Fatalf("unread after private receipt %d", jr.Unread.Notification)
+	}
+	if len(jr.AccountData.Events) != 1 || jr.AccountData.Events[0]["type"] != "m.fully_read" {
+		t.Fatalf("fully_read account data %v", jr.AccountData.Events)
+	}
+	// Alice sees Bob's public receipt but not his private one.
+	as := decodeSync(t, tn.do("GET", cs+"/sync", at, nil))
+	raw, _ := json.Marshal(as.Rooms.Join[roomID].Ephemeral.Events)
+	if !strings.Contains(string(raw), `"m.read"`) || strings.Contains(string(raw), "m.read.private") {
+		t.Fatalf("receipts seen by alice: %s", raw)
+	}
+	wantErr(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/receipt/m.bogus/"+esc(last), bt, map[string]any{}), 400, "M_INVALID_PARAM")
+	_ = alice
+}
+
+func TestTrustedPrivateChatV12(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"room_version": "12", "preset": "trusted_private_chat", "invite": []string{bob}, "is_direct": true})
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/join", bt, nil))
+	create := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/state/m.room.create/", bt, nil))
+	if ac, _ := create.Body["additional_creators"].([]any); len(ac) != 1 || ac[0] != bob {
+		t.Fatalf("additional_creators %s", create.Raw)
+	}
+	// As a creator, Bob may change power-level-gated state.
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.history_visibility/", bt, map[string]string{"history_visibility": "joined"}))
+	pl := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/state/m.room.power_levels/", bt, nil))
+	if ev := pl.Body["events"].(map[string]any); ev["m.room.tombstone"] != float64(150) {
+		t.Fatalf("v12 tombstone level %v", ev["m.room.tombstone"])
+	}
+}
