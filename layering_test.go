@@ -25,6 +25,8 @@ var purePackages = map[string]bool{
 	"codec":               true,
 	"noise":               true,
 	"coap":                true,
+	"homeserver/xmatrix":  true,
+	"homeserver/keys":     true,
 }
 
 // pureForbiddenImports may not appear in a pure package's non-test files.

@@ -347,11 +347,8 @@ func (e *Endpoint) complete(now time.Time, x *exchange, msg Message) {
 		}
 		return
 	}
-	ev := Event{Kind: ResponseReceived, Peer: x.p.id, ID: x.id, Msg: msg}
-	if obs, err := msg.Options.Observe(); err == nil {
-		ev.HasObserve, ev.Observe = true, obs
-	}
-	e.events = append(e.events, ev)
+	// HasObserve stays unset: no observation continues after this event.
+	e.events = append(e.events, Event{Kind: ResponseReceived, Peer: x.p.id, ID: x.id, Msg: msg})
 }
 
 // teardown cancels every wire request of x, the observation's included.
@@ -494,14 +491,12 @@ func (e *Endpoint) fail(now time.Time, x *exchange, err error) {
 	x.done = true
 	delete(e.exchanges, x.id)
 	e.teardown(now, x)
-	id := x.id
 	if x.parent != nil {
-		if x.parent.done {
-			return
-		}
-		id = x.parent.id
+		// Losing the rest of a notification ends the observation.
+		e.fail(now, x.parent, err)
+		return
 	}
-	e.events = append(e.events, Event{Kind: RequestFailed, Peer: x.p.id, ID: id, Err: err})
+	e.events = append(e.events, Event{Kind: RequestFailed, Peer: x.p.id, ID: x.id, Err: err})
 }
 
 // Cancel forgets request or observation id without an event. A later
@@ -527,11 +522,13 @@ func (e *Endpoint) onNotification(now time.Time, x *exchange, m *Wire) {
 		e.complete(now, x, cloneMessage(m.Code, m.Options, m.Payload))
 		return
 	}
+	// Any 2.xx answer shows the observation alive (a re-registration may
+	// be answered with the sequence number already seen).
+	e.scheduleRereg(now, x, m.Options)
 	if !observeFresh(x.obsSeq, x.obsAt, seq, now) {
 		return
 	}
 	x.obsSeq, x.obsAt = seq, now
-	e.scheduleRereg(now, x, m.Options)
 	e.deliverObserved(now, x, NotificationReceived, m, seq)
 }
 

@@ -82,9 +82,11 @@ type Event struct {
 	Peer    Peer
 	ID      uint64
 	Msg     Message
-	Observe uint32 // Observe option value; HasObserve tells if present
-	// HasObserve is set on requests registering (Observe 0) and on responses
-	// and notifications carrying an Observe option.
+	Observe uint32 // Observe option value, when HasObserve
+	// HasObserve is set on a request that registers an observation
+	// (Observe 0), on the ResponseReceived that establishes one, and on its
+	// notifications: more events with this ID follow until RequestFailed,
+	// a final ResponseReceived without HasObserve, or Cancel.
 	HasObserve bool
 	Err        error
 }
@@ -160,6 +162,7 @@ type Endpoint struct {
 	timerSeq  uint64
 	nextID    uint64
 	etagCtr   uint32
+	obsSeq    uint32 // last Observe sequence number sent (RFC 7641 §4.4)
 	incoming  map[uint64]*incoming
 	exchanges map[uint64]*exchange
 	resources map[string]*resource
@@ -287,10 +290,10 @@ type peer struct {
 	lastActive time.Time // last datagram or call concerning this peer
 	incoming   int       // requests delivered and not yet answered
 
-	seen       map[uint16]*dedup      // received CON/NON MIDs (RFC 7252 §4.5)
-	assemblies map[string]*assembly   // Block1 bodies being received
-	b2cache    map[string]*b2entry    // Block2 bodies being served
-	observers  map[string]*observer   // observations of our resources, by token
+	seen       map[uint16]*dedup    // received CON/NON MIDs (RFC 7252 §4.5)
+	assemblies map[string]*assembly // Block1 bodies being received
+	b2cache    map[string]*b2entry  // Block2 bodies being served
+	observers  map[string]*observer // observations of our resources, by token
 }
 
 func (e *Endpoint) peer(now time.Time, id Peer) *peer {

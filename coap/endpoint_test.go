@@ -411,3 +411,38 @@ func TestReregistration(t *testing.T) {
 		t.Fatalf("%d observers after re-registration, want 1", srv.ep.Observers("/r"))
 	}
 }
+
+// TestSlowLinkNoSpuriousRetransmissions: on a 100 bit/s channel with 1 s of
+// frame overhead, timers derived from the link let 20 requests through
+// without a single retransmission, while RFC 7252's Internet defaults
+// flood the channel with copies.
+func TestSlowLinkNoSpuriousRetransmissions(t *testing.T) {
+	slow := LinkParams{BitRate: 100, FrameTime: time.Second, MTU: 128}
+	run := func(cfgLink LinkParams) (Stats, int) {
+		l := newTestLink(t, 12)
+		l.air = &slow
+		cli := l.add("cli", Config{Link: cfgLink, BlockSize: 64})
+		srv := l.add("srv", Config{Link: cfgLink, BlockSize: 64})
+		srv.onEvent = echoServer
+		for i := range 20 {
+			cli.ep.Send(l.clk.Now(), "srv", NewRequest(codes.POST, "/p", fmt.Appendf(nil, "%02d", i)), SendOptions{})
+		}
+		cli.flush()
+		l.run(100000, func() bool { return len(cli.events) == 20 })
+		for _, ev := range cli.events {
+			if ev.Kind != ResponseReceived {
+				t.Fatalf("event %v: %v", ev.Kind, ev.Err)
+			}
+		}
+		return cli.ep.Stats(), l.sent
+	}
+	derived, sent := run(slow)
+	if derived.Retransmitted != 0 || sent != 40 {
+		t.Fatalf("link-derived timers: %d retransmissions, %d datagrams for 20 exchanges", derived.Retransmitted, sent)
+	}
+	naive, naiveSent := run(LinkParams{})
+	if naive.Retransmitted == 0 {
+		t.Fatal("Internet defaults caused no spurious retransmission: the test cannot tell")
+	}
+	t.Logf("derived: %d datagrams; Internet defaults: %d datagrams, %d retransmissions", sent, naiveSent, naive.Retransmitted)
+}

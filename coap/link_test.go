@@ -24,6 +24,10 @@ type testLink struct {
 	bytes   int
 	// tamper, when set, may rewrite or drop (return nil) a datagram.
 	tamper func(from, to Peer, data []byte) []byte
+	// air, when set, models a shared half-duplex channel: each datagram
+	// occupies it for air.AirTime(len) after the previous one.
+	air      *LinkParams
+	busyTill time.Time
 }
 
 type testNode struct {
@@ -112,6 +116,14 @@ func (l *testLink) transmit(from Peer, d Datagram) {
 		delay := l.delay
 		if l.rng.Float64() < l.reorder {
 			delay += time.Duration(l.rng.Float64() * float64(4*l.delay))
+		}
+		if l.air != nil {
+			start := l.clk.Now()
+			if l.busyTill.After(start) {
+				start = l.busyTill
+			}
+			l.busyTill = start.Add(l.air.AirTime(len(data)))
+			delay += l.busyTill.Sub(l.clk.Now())
 		}
 		l.clk.AfterFunc(delay, func() {
 			_ = dst.ep.Receive(l.clk.Now(), from, data)

@@ -212,4 +212,3 @@ func TestFuzzCorpusPresent(t *testing.T) {
 		t.Fatalf("fuzz corpus %s: %d files, %v", dir, len(ents), err)
 	}
 }
-

@@ -7,10 +7,9 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 )
 
-// resource is an observable resource: its 24-bit notification sequence and
-// its observers in registration order (RFC 7641 §4.4).
+// resource is an observed resource: its observers in registration order.
+// It exists while it has observers.
 type resource struct {
-	seq       uint32
 	observers []*observer
 }
 
@@ -22,6 +21,7 @@ type observer struct {
 	key     string
 	lastCON time.Time     // when the last confirmable notification was sent
 	tx      *transmission // confirmable notification in flight
+	ending  bool          // the notification in flight ends the observation
 	nonMIDs [4]uint16     // recent non-confirmable notifications, for RST
 	nonN    int
 }
@@ -46,14 +46,12 @@ func (e *Endpoint) addObserver(now time.Time, in *incoming) uint32 {
 	tok := string(in.token)
 	if old := in.p.observers[tok]; old != nil {
 		e.removeObserver(now, in.p, tok)
-		if r2 := e.resources[in.path]; r2 == nil {
-			e.resources[in.path] = r
-		}
+		e.resources[in.path] = r
 	}
 	o := &observer{p: in.p, token: in.token, path: in.path, key: in.key, lastCON: now}
 	in.p.observers[tok] = o
 	r.observers = append(r.observers, o)
-	return r.seq
+	return e.obsSeq
 }
 
 func (e *Endpoint) removeObserver(now time.Time, p *peer, tok string) {
@@ -78,6 +76,9 @@ func (e *Endpoint) removeObserver(now time.Time, p *peer, tok string) {
 			break
 		}
 	}
+	if len(r.observers) == 0 {
+		delete(e.resources, o.path)
+	}
 }
 
 // Observers returns how many clients observe path.
@@ -99,14 +100,18 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	if r == nil || len(r.observers) == 0 {
 		return 0, nil
 	}
-	r.seq = (r.seq + 1) & observeSeqMask
+	// One endpoint-wide counter serves every resource: strictly increasing
+	// per resource as RFC 7641 §4.4 asks, and it survives a resource losing
+	// its last observer.
+	e.obsSeq = (e.obsSeq + 1) & observeSeqMask
+	seq := e.obsSeq
 	final := msg.Code>>5 != 2
 	obs := append([]*observer(nil), r.observers...)
 	for _, o := range obs {
 		o.p.lastActive = now
 		opts := append(message.Options(nil), msg.Options...)
 		if !final {
-			opts = opts.Set(uintOption(message.Observe, r.seq))
+			opts = opts.Set(uintOption(message.Observe, seq))
 		}
 		payload := msg.Payload
 		if len(payload) > e.BlockSize() {
@@ -135,6 +140,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 			continue
 		}
 		o.lastCON = now
+		o.ending = final
 		if old := o.tx; old != nil && !old.done {
 			// Replace the one queued or in flight: new MID and bytes, same
 			// timers and retransmission counter.
@@ -149,7 +155,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 			if o.tx == tx {
 				o.tx = nil
 			}
-			if err != nil || final {
+			if err != nil || o.ending {
 				// Timeout or Reset: the client is gone (RFC 7641 §4.5).
 				e.removeObserver(now, o.p, tok)
 			}
@@ -173,4 +179,3 @@ func observeFresh(v1 uint32, t1 time.Time, v2 uint32, t2 time.Time) bool {
 	return (v1 < v2 && v2-v1 < observeSeqHalf) || (v1 > v2 && v1-v2 > observeSeqHalf) ||
 		t2.After(t1.Add(ObserveFreshness))
 }
-

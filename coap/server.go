@@ -83,11 +83,14 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 		payload = body
 		in.block1, in.hasB1 = b1, true
 	}
-	msg := cloneMessage(m.Code, m.Options, payload)
-	msg.Options = msg.Options.Remove(message.Block1).Remove(message.Block2).Remove(message.Size1).Remove(message.Size2)
+	var msg Message
 	if hasB1 {
-		msg.Payload = payload // already a private copy
+		msg = cloneMessage(m.Code, m.Options, nil)
+		msg.Payload = payload // the assembly's buffer, already private
+	} else {
+		msg = cloneMessage(m.Code, m.Options, payload)
 	}
+	msg.Options = stripBlockOptions(msg.Options)
 	in.path = msg.Path()
 	ev := Event{Kind: RequestReceived, Peer: p.id, Msg: msg}
 	if obs, err := m.Options.Observe(); err == nil && m.Code == codes.GET {

@@ -313,3 +313,70 @@ func TestInteropLibcoap(t *testing.T) {
 		t.Fatalf("observe via libcoap got %d notifications: %q", n, out)
 	}
 }
+
+// TestInteropLibcoapServer: our client against libcoap's coap-server:
+// discovery, a block-wise upload and download of a dynamically created
+// resource (> 10 KB each way), and an observation of its /time resource.
+func TestInteropLibcoapServer(t *testing.T) {
+	bin, err := exec.LookPath("coap-server-notls")
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("coap-server-notls not installed (apt-get install -y libcoap3-bin)")
+		}
+		t.Fatalf("coap-server-notls missing in CI: %v", err)
+	}
+	// Find a free port, then let the server bind it.
+	probe, err := ListenCoAPUDP(UDPConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.Addr().Port()
+	probe.Close()
+	ctx := testCtx(t)
+	srv := exec.CommandContext(ctx, bin, "-A", "127.0.0.1", "-p", fmt.Sprint(port), "-d", "10")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	s := ourServer(t)
+	peer := fmt.Sprintf("127.0.0.1:%d", port)
+
+	var resp coap.Message
+	for i := 0; ; i++ { // the server may take a moment to bind
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		resp, err = s.Do(short, peer, coap.NewRequest(codes.GET, WellKnownCore, nil))
+		cancel()
+		if err == nil || i == 5 {
+			break
+		}
+	}
+	if err != nil || resp.Code != codes.Content || !strings.Contains(string(resp.Payload), "</time>") {
+		t.Fatalf("GET /.well-known/core: %v %q %v", resp.Code, resp.Payload, err)
+	}
+	resp, err = s.Do(ctx, peer, coap.NewRequest(codes.PUT, "/big", bigBody))
+	if err != nil || resp.Code != codes.Created && resp.Code != codes.Changed {
+		t.Fatalf("PUT /big: %v %q %v", resp.Code, resp.Payload, err)
+	}
+	resp, err = s.Do(ctx, peer, coap.NewRequest(codes.GET, "/big", nil))
+	if err != nil || !bytes.Equal(resp.Payload, bigBody) {
+		t.Fatalf("GET /big: %v, %d bytes, %v", resp.Code, len(resp.Payload), err)
+	}
+	got := make(chan string, 8)
+	first, cancel, err := s.Observe(ctx, peer, coap.NewRequest(codes.GET, "/time", nil), func(m coap.Message) {
+		select {
+		case got <- string(m.Payload):
+		default:
+		}
+	})
+	if err != nil || first.Code != codes.Content {
+		t.Fatalf("observe /time: %v %v", first.Code, err)
+	}
+	defer cancel()
+	for n := 0; n < 2; n++ {
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("only %d notifications from /time", n)
+		}
+	}
+}

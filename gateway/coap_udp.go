@@ -61,6 +61,9 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = cfg.Logger
 	}
+	if cfg.Node.CoAP.RNG == nil {
+		cfg.Node.CoAP.RNG = clock.SystemRNG() // initial Message IDs, jitter
+	}
 	node, err := NewCoAPNode(cfg.Node, resources...)
 	if err != nil {
 		return nil, err
@@ -82,7 +85,12 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 	for i := range node.res {
 		h := node.res[i].Handler
 		node.res[i].Handler = CoAPHandlerFunc(func(req *CoAPRequest, reply func(coap.Message)) {
-			h.ServeCoAP(req, func(m coap.Message) { s.post(func() { reply(m) }) })
+			h.ServeCoAP(req, func(m coap.Message) {
+				s.post(func() {
+					s.node.now = s.clk.Now() // a late answer is sent at its own time
+					reply(m)
+				})
+			})
 		})
 		node.byKey[node.res[i].Path] = &node.res[i]
 	}

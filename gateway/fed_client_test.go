@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -28,11 +29,12 @@ type fedTestServer struct {
 	origins *keys.Cache
 	gotHost string
 	gotURI  string
+	gotSNI  string
 }
 
 func newFedTestServer(t *testing.T, key keys.SigningKey) (*fedTestServer, *tls.Config) {
 	t.Helper()
-	cert, pool := testCert(t)
+	cert, pool := fedTestCert(t)
 	s := &fedTestServer{origins: &keys.Cache{Store: &keys.MemoryStore{}}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -45,7 +47,7 @@ func newFedTestServer(t *testing.T, key keys.SigningKey) (*fedTestServer, *tls.C
 			w.Header().Set("Content-Type", "application/json")
 			w.Write(raw)
 		case "/_matrix/federation/v1/echo":
-			s.gotHost, s.gotURI = r.Host, r.RequestURI
+			s.gotHost, s.gotURI, s.gotSNI = r.Host, r.RequestURI, r.TLS.ServerName
 			body, _ := io.ReadAll(r.Body)
 			h, err := xmatrix.Verify(r.Method, r.RequestURI, body, r.Header.Get("Authorization"), s.name, time.Now(), s.origins.RequestKey)
 			if err != nil {
@@ -60,6 +62,7 @@ func newFedTestServer(t *testing.T, key keys.SigningKey) (*fedTestServer, *tls.C
 		}
 	}))
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	s.name = s.srv.Listener.Addr().String()
@@ -110,8 +113,8 @@ func TestFederationClientSignsAndVerifiesTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.gotURI != uri || s.gotHost != s.name {
-		t.Fatalf("server saw target %q host %q, want %q %q", s.gotURI, s.gotHost, uri, s.name)
+	if s.gotURI != uri || s.gotHost != s.name || s.gotSNI != "" {
+		t.Fatalf("server saw target %q host %q SNI %q, want %q %q and no SNI (IP literal)", s.gotURI, s.gotHost, s.gotSNI, uri, s.name)
 	}
 	if want := `{"body":{"hello":"world"},"origin":"origin.test"}`; strings.TrimSpace(string(resp.Body)) != want {
 		t.Fatalf("response %s, want %s", resp.Body, want)
@@ -156,5 +159,58 @@ func TestFederationClientTLSVerification(t *testing.T) {
 	}
 	if _, err := insecure.GetServerKeys(context.Background(), s.name); err != nil {
 		t.Fatalf("insecure client: %v", err)
+	}
+}
+
+// TestFederationClientDelegation follows a .well-known delegation: the
+// request goes to the delegated host, with its name as SNI and Host
+// header, while the X-Matrix signature names the server before delegation
+// (server-server-api "Request Authentication").
+func TestFederationClientDelegation(t *testing.T) {
+	cert, pool := fedTestCert(t, "localhost", "example.org")
+	ourKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32))
+	origins := &keys.Cache{Store: &keys.MemoryStore{}}
+	raw, err := keys.ServerResponse(keys.Own{ServerName: "origin.test", Keys: []keys.SigningKey{{ID: "ed25519:o", Key: ourKey}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.Verify(raw, "origin.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := origins.Add(sk, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var sni, host string
+	target := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sni, host = r.TLS.ServerName, r.Host
+		body, _ := io.ReadAll(r.Body)
+		if _, err := xmatrix.Verify(r.Method, r.RequestURI, body, r.Header.Get("Authorization"), "example.org", time.Now(), origins.RequestKey); err != nil {
+			w.WriteHeader(401)
+			io.WriteString(w, `{"errcode":"M_UNAUTHORIZED"}`)
+			return
+		}
+		io.WriteString(w, `{"server":{"name":"test"}}`)
+	}))
+	target.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	target.StartTLS()
+	t.Cleanup(target.Close)
+	_, port, _ := strings.Cut(target.Listener.Addr().String(), ":")
+
+	wk := newFedWellKnownServer(t)
+	wk.set("example.org", fedJSONAnswer(`{"m.server":"localhost:`+port+`"}`))
+	disc, err := NewDiscovery(DiscoveryConfig{Client: wk.client, Resolver: &fedFakeResolver{hosts: map[string][]string{"localhost": {"127.0.0.1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewFederationClient(FederationClientConfig{ServerName: "origin.test", KeyID: "ed25519:o", Key: ourKey, RootCAs: pool, Discovery: disc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(context.Background(), "example.org", http.MethodGet, "/_matrix/federation/v1/version", nil); err != nil {
+		t.Fatal(err)
+	}
+	if sni != "localhost" || host != "localhost:"+port {
+		t.Fatalf("SNI %q Host %q, want localhost and localhost:%s", sni, host, port)
 	}
 }

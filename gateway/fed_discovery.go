@@ -327,10 +327,7 @@ func (d *Discovery) wellKnownFor(ctx context.Context, host string) string {
 // tells whether any HTTP response came back (for the backoff); ttl is how
 // long to cache the outcome.
 func (d *Discovery) fetchWellKnown(ctx context.Context, host string, now time.Time) (delegated string, ttl time.Duration, answered bool, err error) {
-	u := "https://" + host + "/.well-known/matrix/server"
-	if strings.Contains(host, ":") { // IPv6 never reaches here, but keep the URL valid
-		u = "https://[" + host + "]/.well-known/matrix/server"
-	}
+	u := "https://" + host + "/.well-known/matrix/server" // host is a DNS name here, never an IP literal
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", wellKnownInvalidTTL, false, fmt.Errorf("well-known request: %w", err)

@@ -22,14 +22,14 @@ import (
 	"github.com/mxmesh/mxmesh/clock"
 )
 
-// fakeResolver answers from tables and counts nothing: DNS is not cached by
+// fedFakeResolver answers from tables and counts nothing: DNS is not cached by
 // Discovery.
-type fakeResolver struct {
+type fedFakeResolver struct {
 	srv   map[string][]*net.SRV // "_service._tcp.name"
 	hosts map[string][]string
 }
 
-func (f *fakeResolver) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
+func (f *fedFakeResolver) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
 	key := "_" + service + "._" + proto + "." + name
 	if s, ok := f.srv[key]; ok {
 		return key, s, nil
@@ -37,16 +37,16 @@ func (f *fakeResolver) LookupSRV(_ context.Context, service, proto, name string)
 	return "", nil, &net.DNSError{Err: "no such host", Name: key, IsNotFound: true}
 }
 
-func (f *fakeResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+func (f *fedFakeResolver) LookupHost(_ context.Context, host string) ([]string, error) {
 	if a, ok := f.hosts[host]; ok {
 		return a, nil
 	}
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
-// testCert makes a self-signed certificate for the given DNS names and the
+// fedTestCert makes a self-signed certificate for the given DNS names and the
 // loopback addresses, and a pool that trusts it.
-func testCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
+func fedTestCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -77,9 +77,9 @@ func testCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
-// wellKnownServer serves /.well-known/matrix/server per Host header from a
+// fedWellKnownServer serves /.well-known/matrix/server per Host header from a
 // table, and counts requests per host.
-type wellKnownServer struct {
+type fedWellKnownServer struct {
 	mu     sync.Mutex
 	hits   map[string]int
 	answer map[string]func(w http.ResponseWriter)
@@ -87,10 +87,10 @@ type wellKnownServer struct {
 	client *http.Client
 }
 
-func newWellKnownServer(t *testing.T) *wellKnownServer {
+func newFedWellKnownServer(t *testing.T) *fedWellKnownServer {
 	t.Helper()
-	s := &wellKnownServer{hits: map[string]int{}, answer: map[string]func(http.ResponseWriter){}}
-	cert, pool := testCert(t, "example.org", "srv.example", "plain.example", "bad.example", "cc.example", "down.example", "redir.example")
+	s := &fedWellKnownServer{hits: map[string]int{}, answer: map[string]func(http.ResponseWriter){}}
+	cert, pool := fedTestCert(t, "example.org", "srv.example", "plain.example", "bad.example", "cc.example", "down.example", "redir.example")
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/.well-known/matrix/server" {
 			http.NotFound(w, r)
@@ -122,19 +122,19 @@ func newWellKnownServer(t *testing.T) *wellKnownServer {
 	return s
 }
 
-func (s *wellKnownServer) set(host string, f func(w http.ResponseWriter)) {
+func (s *fedWellKnownServer) set(host string, f func(w http.ResponseWriter)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.answer[host] = f
 }
 
-func (s *wellKnownServer) count(host string) int {
+func (s *fedWellKnownServer) count(host string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hits[host]
 }
 
-func jsonAnswer(body string, headers ...string) func(w http.ResponseWriter) {
+func fedJSONAnswer(body string, headers ...string) func(w http.ResponseWriter) {
 	return func(w http.ResponseWriter) {
 		for i := 0; i+1 < len(headers); i += 2 {
 			w.Header().Set(headers[i], headers[i+1])
@@ -144,16 +144,16 @@ func jsonAnswer(body string, headers ...string) func(w http.ResponseWriter) {
 }
 
 func TestResolve(t *testing.T) {
-	wk := newWellKnownServer(t)
-	wk.set("example.org", jsonAnswer(`{"m.server":"delegated.example:9000"}`))
-	wk.set("srv.example", jsonAnswer(`{"m.server":"fed.srv.example"}`))
-	wk.set("cc.example", jsonAnswer(`{"m.server":"[2001:db8::1]"}`))
-	wk.set("bad.example", jsonAnswer(`{"m.server":"bad name!"}`))
+	wk := newFedWellKnownServer(t)
+	wk.set("example.org", fedJSONAnswer(`{"m.server":"delegated.example:9000"}`))
+	wk.set("srv.example", fedJSONAnswer(`{"m.server":"fed.srv.example"}`))
+	wk.set("cc.example", fedJSONAnswer(`{"m.server":"[2001:db8::1]"}`))
+	wk.set("bad.example", fedJSONAnswer(`{"m.server":"bad name!"}`))
 	wk.set("redir.example", func(w http.ResponseWriter) {
 		w.Header().Set("Location", "https://example.org/.well-known/matrix/server")
 		w.WriteHeader(http.StatusFound)
 	})
-	res := &fakeResolver{
+	res := &fedFakeResolver{
 		srv: map[string][]*net.SRV{
 			"_matrix-fed._tcp.fed.srv.example": {{Target: "a.srv.example.", Port: 8001}, {Target: "b.srv.example.", Port: 8002}},
 			"_matrix._tcp.plain.example":       {{Target: "old.plain.example.", Port: 7000}},
@@ -212,11 +212,11 @@ func TestResolve(t *testing.T) {
 }
 
 func TestWellKnownCaching(t *testing.T) {
-	wk := newWellKnownServer(t)
-	wk.set("example.org", jsonAnswer(`{"m.server":"delegated.example:9000"}`, "Cache-Control", "public, max-age=600"))
-	wk.set("plain.example", jsonAnswer(`{"m.server":"delegated.example:9000"}`)) // no cache headers: 24 h
-	wk.set("bad.example", jsonAnswer(`not json`))
-	res := &fakeResolver{hosts: map[string][]string{
+	wk := newFedWellKnownServer(t)
+	wk.set("example.org", fedJSONAnswer(`{"m.server":"delegated.example:9000"}`, "Cache-Control", "public, max-age=600"))
+	wk.set("plain.example", fedJSONAnswer(`{"m.server":"delegated.example:9000"}`)) // no cache headers: 24 h
+	wk.set("bad.example", fedJSONAnswer(`not json`))
+	res := &fedFakeResolver{hosts: map[string][]string{
 		"delegated.example": {"192.0.2.1"}, "bad.example": {"192.0.2.2"}, "down.example": {"192.0.2.3"},
 	}}
 	clk := clock.NewFake(time.Unix(1e9, 0))

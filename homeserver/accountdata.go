@@ -80,6 +80,7 @@ func (rs *roomsModule) putAccountData(userID, roomID, typ string, content []byte
 		return err
 	}
 	rs.pos = pos
+	rs.adLast[userID] = pos
 	rs.wakeUsers(map[string]bool{userID: true})
 	return nil
 }

@@ -32,6 +32,7 @@ func accountRoutes(n *Node) ([]Route, error) {
 		{Method: "DELETE", Pattern: v3 + "/devices/{deviceId}", Auth: AuthUser, Handle: handleDeviceDelete},
 		{Method: "POST", Pattern: v3 + "/delete_devices", Auth: AuthUser, Handle: handleDeleteDevices},
 		{Method: "GET", Pattern: v3 + "/account/3pid", Auth: AuthUser, Handle: handleThreePIDs},
+		{Method: "POST", Pattern: v3 + "/account/deactivate", Auth: AuthUser, Handle: handleDeactivate},
 	}, nil
 }
 
@@ -88,6 +89,13 @@ func CreateAccount(st *store.Store, cfg *Config, localpart, password string, adm
 // displayname = localpart.
 func (n *Node) OnAccountCreated(f func(userID, displayName string) error) {
 	n.accountHooks = append(n.accountHooks, f)
+}
+
+// OnAccountDeactivated registers f to run (inside the loop) after an
+// account is deactivated and its devices deleted, so that rooms can make
+// the user leave.
+func (n *Node) OnAccountDeactivated(f func(userID string) error) {
+	n.deactivateHooks = append(n.deactivateHooks, f)
 }
 
 // createAccount stores an account whose password is already hashed and

@@ -336,3 +336,25 @@ func TestDeviceLastSeen(t *testing.T) {
 		t.Fatalf("3pid: %d %s", r.Status, r.Raw)
 	}
 }
+
+func TestDeactivate(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, tok, _ := tn.register("lee", "pw")
+	var hooked []string
+	tn.OnAccountDeactivated(func(u string) error { hooked = append(hooked, u); return nil })
+	if r := tn.do("POST", v3+"/account/deactivate", tok, map[string]any{}); r.Status != 401 {
+		t.Fatalf("without auth: %d %s", r.Status, r.Raw)
+	}
+	r := tn.do("POST", v3+"/account/deactivate", tok, map[string]any{"auth": map[string]any{"type": "m.login.password", "password": "pw"}})
+	if r.Status != 200 || r.str("id_server_unbind_result") != "no-support" {
+		t.Fatalf("deactivate: %d %s", r.Status, r.Raw)
+	}
+	if len(hooked) != 1 || hooked[0] != "@lee:test.local" {
+		t.Fatalf("hooks: %v", hooked)
+	}
+	wantErr(t, tn.do("GET", v3+"/account/whoami", tok, nil), 401, ErrCodeUnknownToken)
+	wantErr(t, tn.do("POST", v3+"/login", "", map[string]any{"type": "m.login.password", "user": "lee", "password": "pw"}), 403, ErrCodeUserDeactivated)
+	wantErr(t, tn.do("POST", v3+"/login", "", map[string]any{"type": "m.login.password", "user": "lee", "password": "no"}), 403, ErrCodeForbidden)
+	wantErr(t, tn.do("POST", v3+"/register", "", map[string]any{"username": "lee", "password": "pw",
+		"auth": map[string]string{"type": "m.login.dummy"}}), 400, ErrCodeUserInUse)
+}

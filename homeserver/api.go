@@ -152,11 +152,17 @@ type Call struct {
 	AccessToken string
 
 	node     *Node
+	id       uint64 // key in Node.pending; 0 for calls never registered
 	reply    func(Response)
 	done     bool
 	canceled bool
 	onCancel []func()
 }
+
+// Seq is the call's dispatch sequence number: increasing in arrival order,
+// for ordering waiters deterministically. 0 for a call refused before it
+// was registered (node stopped).
+func (c *Call) Seq() uint64 { return c.id }
 
 // Node is the node serving the call.
 func (c *Call) Node() *Node { return c.node }

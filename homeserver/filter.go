@@ -3,6 +3,10 @@ package homeserver
 // Filters: POST /user/{userId}/filter, GET /user/{userId}/filter/{filterId},
 // and inline filters on /sync, /messages and /context.
 // Spec: client-server-api "Filtering", "Lazy-loading room members".
+//
+// NOTSPEC: event_fields and event_format "federation" are accepted but not
+// applied (events are always sent whole, in the client format), and
+// presence filters have nothing to act on (no presence yet).
 
 import (
 	"encoding/json"

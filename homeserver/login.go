@@ -1,5 +1,7 @@
 package homeserver
 
+import "fmt"
+
 // loginRequest is the body of POST /login.
 // Spec: client-server-api "POST /_matrix/client/v3/login".
 type loginRequest struct {
@@ -151,4 +153,47 @@ func handlePasswordChange(c *Call) {
 // settings screens ask for it.
 func handleThreePIDs(c *Call) {
 	c.Reply(200, map[string]any{"threepids": []any{}})
+}
+
+// handleDeactivate: spec client-server-api
+// "POST /_matrix/client/v3/account/deactivate". Needs m.login.password
+// UIA. The account row stays (its user ID is never handed out again) and
+// refuses logins, every device is deleted, and the
+// OnAccountDeactivated hooks run. erase is accepted and ignored.
+func handleDeactivate(c *Call) {
+	n := c.Node()
+	var req struct {
+		Auth *authDict `json:"auth"`
+	}
+	if err := c.DecodeJSON(&req); err != nil {
+		c.Fail(err)
+		return
+	}
+	n.requirePassword(c, req.Auth, func() {
+		if err := n.store.Deactivate(c.UserID); err != nil {
+			c.Fail(err)
+			return
+		}
+		devs, err := n.store.Devices(c.UserID)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		ids := make([]string, len(devs))
+		for i, d := range devs {
+			ids[i] = d.DeviceID
+		}
+		if err := n.deleteDevices(c.UserID, ids); err != nil {
+			c.Fail(err)
+			return
+		}
+		for _, f := range n.deactivateHooks {
+			if err := f(c.UserID); err != nil {
+				c.Fail(fmt.Errorf("deactivate %s: %w", c.UserID, err))
+				return
+			}
+		}
+		n.log.Info("account deactivated", "user_id", c.UserID)
+		c.Reply(200, map[string]any{"id_server_unbind_result": "no-support"})
+	})
 }

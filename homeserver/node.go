@@ -51,15 +51,18 @@ type Node struct {
 	limitUser *limiter
 	sessions  map[string]session // access token → session (cache)
 
-	accountHooks []func(userID, displayName string) error
-	nonces       map[string]time.Time // shared-secret registration nonces → expiry
+	accountHooks    []func(userID, displayName string) error
+	deactivateHooks []func(userID string) error
+	nonces          map[string]time.Time // shared-secret registration nonces → expiry
 
 	nextCall uint64
 	pending  map[uint64]*Call
-	callIDs  map[*Call]uint64
-	modules  map[string]any
-	onStop   []func()
-	stopped  bool
+	// callIDs maps pending calls to their sequence numbers.
+	// Deprecated: use Call.Seq; kept while sync.go still reads it.
+	callIDs map[*Call]uint64
+	modules map[string]any
+	onStop  []func()
+	stopped bool
 }
 
 // New builds a node and its route table.
@@ -128,7 +131,10 @@ func (n *Node) RNG() *rand.ChaCha8 { return n.rng }
 // Logger is the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.log }
 
-// AfterFunc runs f inside the node loop once d has elapsed.
+// AfterFunc runs f inside the node loop once d has elapsed. In real mode
+// a timer that fires just as it is stopped may still run f (its callback
+// was already posted), so f must tolerate running late; Call.Reply, being
+// idempotent, does.
 func (n *Node) AfterFunc(d time.Duration, f func()) clock.Timer {
 	if n.loop == nil {
 		return n.clock.AfterFunc(d, f)
@@ -180,10 +186,8 @@ func (n *Node) Stop() {
 
 // finish forgets a call that was answered or cancelled.
 func (n *Node) finish(c *Call) {
-	if id, ok := n.callIDs[c]; ok {
-		delete(n.callIDs, c)
-		delete(n.pending, id)
-	}
+	delete(n.pending, c.id)
+	delete(n.callIDs, c)
 }
 
 // Dispatch serves one request inside the loop: it routes it, checks its
@@ -200,8 +204,9 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 		return c
 	}
 	n.nextCall++
-	n.pending[n.nextCall] = c
-	n.callIDs[c] = n.nextCall
+	c.id = n.nextCall
+	n.pending[c.id] = c
+	n.callIDs[c] = c.id
 
 	if max := n.cfg.MaxRequestBytes; max > 0 && int64(len(req.Body)) > max {
 		c.Fail(Errorf(413, ErrCodeTooLarge, "request body exceeds %d bytes", max))

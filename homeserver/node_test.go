@@ -173,7 +173,7 @@ func TestRateLimits(t *testing.T) {
 func TestVersionsAndCapabilities(t *testing.T) {
 	tn := newTestNode(t, nil)
 	r := tn.do("GET", "/_matrix/client/versions", "", nil)
-	if r.Status != 200 || !strings.Contains(string(r.Raw), `"v1.11"`) {
+	if r.Status != 200 || !strings.Contains(string(r.Raw), `"v1.10"`) {
 		t.Fatalf("versions: %d %s", r.Status, r.Raw)
 	}
 	_, tok, _ := tn.register("bob", "pw")

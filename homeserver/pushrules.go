@@ -11,6 +11,8 @@ package homeserver
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/mxmesh/mxmesh/homeserver/store"
@@ -139,6 +141,7 @@ func (rs *roomsModule) pushRulesOf(userID string) (*pushRules, error) {
 }
 
 func (rs *roomsModule) savePushRules(userID string, r *pushRules) error {
+	delete(rs.pushCache, userID)
 	return rs.putAccountData(userID, "", pushRulesType, mustJSON(r))
 }
 
@@ -334,4 +337,274 @@ func (rs *roomsModule) handlePutPushRuleAttr(attr string) func(c *Call) {
 		}
 		c.Reply(200, struct{}{})
 	}
+}
+
+// Push rule evaluation. Spec: client-server-api "Push Rules" (conditions
+// event_match, event_property_is, event_property_contains,
+// contains_display_name, room_member_count, sender_notification_permission;
+// "dot-separated property paths" in appendices.md) and "Receiving
+// notifications" (the counts in /sync follow the push rules).
+
+// pushContext is what conditions look at besides the event.
+type pushContext struct {
+	userID       string
+	displayName  string // the user's display name in the room
+	memberCount  int    // joined members
+	senderPower  int64
+	notifyLevels map[string]int64 // power_levels.notifications
+}
+
+// pushOutcome is what the first matching rule's actions say.
+type pushOutcome struct{ notify, highlight bool }
+
+// evalPushRules runs the rules over an event (its JSON as decoded into
+// ev) and returns the outcome of the first enabled rule that matches.
+func evalPushRules(r *pushRules, ev map[string]any, pc *pushContext, globs *globCache) pushOutcome {
+	roomID, _ := ev["room_id"].(string)
+	sender, _ := ev["sender"].(string)
+	_, hasMentions := propertyValue(ev, `content.m\.mentions`)
+	for _, kind := range pushRuleKinds {
+		for _, rule := range *r.Global.kind(kind) {
+			if !rule.Enabled || (hasMentions && legacyMentionRules[rule.RuleID]) {
+				continue
+			}
+			var match bool
+			switch kind {
+			case "override", "underride":
+				match = true
+				if rule.Conditions != nil {
+					for _, c := range *rule.Conditions {
+						if !condMatches(c, ev, pc, globs) {
+							match = false
+							break
+						}
+					}
+				}
+			case "content":
+				body, isStr := propertyValue(ev, "content.body")
+				match = isStr && rule.Pattern != nil && globs.matchWords(*rule.Pattern, body.(string))
+			case "room":
+				match = rule.RuleID == roomID
+			case "sender":
+				match = rule.RuleID == sender
+			}
+			if match {
+				return actionsOutcome(rule.Actions)
+			}
+		}
+	}
+	return pushOutcome{}
+}
+
+// legacyMentionRules are the rules that apply only to events without an
+// m.mentions property. Spec: client-server-api "Push Rules" (changed in
+// v1.7) and "User and room mentions".
+var legacyMentionRules = map[string]bool{
+	".m.rule.contains_display_name": true,
+	".m.rule.roomnotif":             true,
+	".m.rule.contains_user_name":    true,
+}
+
+func actionsOutcome(actions []json.RawMessage) pushOutcome {
+	var o pushOutcome
+	for _, a := range actions {
+		var s string
+		if json.Unmarshal(a, &s) == nil {
+			if s == "notify" {
+				o.notify = true
+			}
+			continue
+		}
+		var tw struct {
+			SetTweak string `json:"set_tweak"`
+			Value    *bool  `json:"value"`
+		}
+		if json.Unmarshal(a, &tw) == nil && tw.SetTweak == "highlight" {
+			o.highlight = tw.Value == nil || *tw.Value
+		}
+	}
+	o.highlight = o.highlight && o.notify
+	return o
+}
+
+func condMatches(c map[string]any, ev map[string]any, pc *pushContext, globs *globCache) bool {
+	kind, _ := c["kind"].(string)
+	key, _ := c["key"].(string)
+	switch kind {
+	case "event_match":
+		pattern, ok := c["pattern"].(string)
+		v, found := propertyValue(ev, key)
+		s, isStr := v.(string)
+		if !ok || !found || !isStr {
+			return false
+		}
+		if key == "content.body" {
+			return globs.matchWords(pattern, s)
+		}
+		return globs.matchWhole(pattern, s)
+	case "event_property_is":
+		v, found := propertyValue(ev, key)
+		return found && scalarEqual(v, c["value"])
+	case "event_property_contains":
+		v, found := propertyValue(ev, key)
+		list, isList := v.([]any)
+		if !found || !isList {
+			return false
+		}
+		for _, x := range list {
+			if scalarEqual(x, c["value"]) {
+				return true
+			}
+		}
+		return false
+	case "contains_display_name":
+		body, found := propertyValue(ev, "content.body")
+		s, isStr := body.(string)
+		return found && isStr && pc.displayName != "" && globs.matchWords(globEscape(pc.displayName), s)
+	case "room_member_count":
+		is, _ := c["is"].(string)
+		return memberCountMatches(is, pc.memberCount)
+	case "sender_notification_permission":
+		need, ok := pc.notifyLevels[key]
+		if !ok {
+			need = 50
+		}
+		return pc.senderPower >= need
+	}
+	return false // unknown condition kinds never match
+}
+
+// scalarEqual compares canonical-JSON scalars (string, number, bool, null)
+// exactly, without casting between types.
+func scalarEqual(a, b any) bool {
+	switch a.(type) {
+	case string, float64, bool, nil:
+	default:
+		return false
+	}
+	switch b.(type) {
+	case string, float64, bool, nil:
+	default:
+		return false
+	}
+	return a == b
+}
+
+// propertyValue follows a dot-separated property path ("content.m\.relates_to.rel_type":
+// "\." is a literal dot, "\\" a backslash) into the event.
+func propertyValue(ev map[string]any, path string) (any, bool) {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(path); i++ {
+		switch {
+		case path[i] == '\\' && i+1 < len(path) && (path[i+1] == '.' || path[i+1] == '\\'):
+			cur.WriteByte(path[i+1])
+			i++
+		case path[i] == '.':
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(path[i])
+		}
+	}
+	parts = append(parts, cur.String())
+	var v any = ev
+	for _, p := range parts {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// memberCountMatches evaluates room_member_count's "is": an integer with
+// an optional ==, <, >, <= or >= prefix.
+func memberCountMatches(is string, n int) bool {
+	op := "=="
+	for _, p := range []string{"==", "<=", ">=", "<", ">"} {
+		if strings.HasPrefix(is, p) {
+			op, is = p, is[len(p):]
+			break
+		}
+	}
+	want, err := strconv.Atoi(is)
+	if err != nil {
+		return false
+	}
+	switch op {
+	case "<":
+		return n < want
+	case ">":
+		return n > want
+	case "<=":
+		return n <= want
+	case ">=":
+		return n >= want
+	}
+	return n == want
+}
+
+// globEscape makes a literal string safe to use as a glob pattern.
+func globEscape(s string) string {
+	return strings.NewReplacer("*", "[*]", "?", "[?]").Replace(s)
+}
+
+// globCache compiles push rule glob patterns (case-insensitive; "*" any
+// run, "?" one character, "[*]"/"[?]" literal) into regular expressions.
+type globCache struct{ m map[string]*regexp.Regexp }
+
+// maxGlobCache bounds the cache; past it, it is emptied.
+const maxGlobCache = 1024
+
+func (g *globCache) compile(pattern string, words bool) *regexp.Regexp {
+	key := pattern
+	if words {
+		key = "w:" + pattern
+	}
+	if re, ok := g.m[key]; ok {
+		return re
+	}
+	var b strings.Builder
+	b.WriteString("(?is)")
+	if words {
+		b.WriteString(`(?:^|[^\pL\pN_])`)
+	} else {
+		b.WriteString("^")
+	}
+	for i := 0; i < len(pattern); i++ {
+		switch {
+		case strings.HasPrefix(pattern[i:], "[*]"), strings.HasPrefix(pattern[i:], "[?]"):
+			b.WriteString(regexp.QuoteMeta(pattern[i+1 : i+2]))
+			i += 2
+		case pattern[i] == '*':
+			b.WriteString(".*?")
+		case pattern[i] == '?':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+		}
+	}
+	if words {
+		b.WriteString(`(?:[^\pL\pN_]|$)`)
+	} else {
+		b.WriteString("$")
+	}
+	re := regexp.MustCompile(b.String())
+	if g.m == nil || len(g.m) >= maxGlobCache {
+		g.m = map[string]*regexp.Regexp{}
+	}
+	g.m[key] = re
+	return re
+}
+
+func (g *globCache) matchWhole(pattern, s string) bool {
+	return g.compile(pattern, false).MatchString(s)
+}
+
+func (g *globCache) matchWords(pattern, s string) bool {
+	return g.compile(pattern, true).MatchString(s)
 }

@@ -95,6 +95,9 @@ func (rs *roomsModule) putReceipt(roomID, userID, typ, eventID, threadID string)
 		return err
 	}
 	rs.pos = pos
+	if rm := rs.byID[roomID]; rm != nil {
+		rm.receiptPos = pos
+	}
 	delete(rs.unread, unreadKey{roomID, userID})
 	if typ == receiptReadPrivate {
 		rs.wakeUsers(map[string]bool{userID: true})

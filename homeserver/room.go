@@ -49,9 +49,16 @@ type roomsModule struct {
 	// userRooms: user → rooms the user has a membership row in.
 	userRooms map[string]map[string]bool
 
-	waiters map[string]map[*syncWaiter]bool // user → pending long polls
-	typing  map[string]*roomTyping          // room → typing users
-	unread  map[unreadKey]*unreadState      // cached unread counts
+	waiters   map[string]map[*syncWaiter]bool // user → pending long polls
+	waiterSeq uint64
+	typing    map[string]*roomTyping     // room → typing users
+	unread    map[unreadKey]*unreadState // cached unread counts
+
+	// adLast: user → a stream position at or after their newest account
+	// data (an over-estimate is safe; absent means unknown).
+	adLast    map[string]int64
+	pushCache map[string]*pushRules // user → push rules
+	globs     globCache             // compiled push rule patterns
 	// typingSerial orders typing changes. It starts at the boot time in
 	// milliseconds, so serials of an earlier run are below it.
 	typingSerial int64
@@ -67,6 +74,7 @@ type roomCache struct {
 	extremities []string
 	depth       int64 // largest depth among the extremities
 	lastPos     int64 // stream position of the newest event
+	receiptPos  int64 // stream position of the newest receipt
 }
 
 func newRoomsModule(n *Node) (*roomsModule, error) {
@@ -79,6 +87,8 @@ func newRoomsModule(n *Node) (*roomsModule, error) {
 		waiters:      map[string]map[*syncWaiter]bool{},
 		typing:       map[string]*roomTyping{},
 		unread:       map[unreadKey]*unreadState{},
+		pushCache:    map[string]*pushRules{},
+		adLast:       map[string]int64{},
 		typingSerial: n.Now().UnixMilli(),
 	}
 	pos, err := rs.st.MaxStreamPos()
@@ -194,8 +204,12 @@ func (rs *roomsModule) room(roomID string) (*roomCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", roomID, err)
 	}
+	receiptPos, err := rs.st.LastReceiptPos(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
 	rm := &roomCache{id: roomID, version: v, state: state, stateIDs: ids, group: group,
-		extremities: ext, depth: depth, lastPos: latest.Pos}
+		extremities: ext, depth: depth, lastPos: latest.Pos, receiptPos: receiptPos}
 	rs.byID[roomID] = rm
 	return rm, nil
 }
@@ -212,15 +226,35 @@ func (rs *roomsModule) loadState(ids store.StateMap, v *event.RoomVersion) (auth
 	}
 	state := auth.State{}
 	for _, r := range rows {
-		ev, err := event.Parse(r.JSON, v)
+		ev, err := parseRow(r, v)
 		if err != nil {
-			return nil, fmt.Errorf("stored event %s: %w", r.EventID, err)
+			return nil, err
 		}
 		if sk, ok := ev.StateKey(); ok {
 			state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
 		}
 	}
 	return state, nil
+}
+
+// parseRow parses a stored event, in its redacted form when a redaction
+// has been applied to it: redacted state events count in the room state
+// (and in the authorization rules) as redacted. Spec: client-server-api
+// "Redactions"; the event ID is unchanged, since it hashes the redacted
+// form anyway.
+func parseRow(r store.EventRow, v *event.RoomVersion) (*event.Event, error) {
+	raw := r.JSON
+	if r.RedactedBy != "" {
+		var err error
+		if raw, err = event.Redact(raw, v); err != nil {
+			return nil, fmt.Errorf("stored event %s: %w", r.EventID, err)
+		}
+	}
+	ev, err := event.Parse(raw, v)
+	if err != nil {
+		return nil, fmt.Errorf("stored event %s: %w", r.EventID, err)
+	}
+	return ev, nil
 }
 
 // stateAt loads the state map of a state group as parsed events. Group 0
@@ -269,8 +303,10 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 	}
 	rs.pos = b.pos
 	for _, m := range b.members {
+		if rs.membership(m.RoomID, m.UserID) != m.Membership {
+			delete(rs.unread, unreadKey{m.RoomID, m.UserID})
+		}
 		rs.setMember(m)
-		delete(rs.unread, unreadKey{m.RoomID, m.UserID})
 	}
 	for room := range b.rooms {
 		for u, m := range rs.members[room] {
@@ -305,6 +341,11 @@ func forbidden(err error) error {
 	return err
 }
 
+// maxEnvelopeBytes is a generous bound on what a PDU adds around its
+// content (IDs, hashes, signature, prev and auth events), used to tell a
+// too-large event from a malformed one when building fails.
+const maxEnvelopeBytes = 2048
+
 // append builds, checks and stores one event in rm (rm.id is empty for a
 // room version 12 room whose create event this is: the ID comes from it).
 func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) {
@@ -337,6 +378,10 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 		OriginServerTS: n.Now().UnixMilli(), Redacts: spec.Redacts,
 	}, rm.version, n.ServerName(), n.key.ID, n.key.Key)
 	if err != nil {
+		if len(content)+maxEnvelopeBytes > event.MaxPDUSize {
+			// Spec: client-server-api "Size limits" (413 M_TOO_LARGE).
+			return nil, Errorf(413, ErrCodeTooLarge, "event exceeds %d bytes", event.MaxPDUSize)
+		}
 		return nil, Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err)
 	}
 	if rm.id == "" {
@@ -435,7 +480,21 @@ func (b *roomBatch) applyRedaction(rm *roomCache, redaction *event.Event, target
 		}
 		return err
 	}
-	return b.t.SetRedactedBy(target, redaction.ID())
+	if err := b.t.SetRedactedBy(target, redaction.ID()); err != nil {
+		return err
+	}
+	if sk, isState := orig.StateKey(); isState {
+		key := auth.StateKey{Type: orig.Type(), StateKey: sk}
+		if cur := rm.state[key]; cur != nil && cur.ID() == orig.ID() {
+			row.RedactedBy = redaction.ID()
+			red, err := parseRow(row, rm.version)
+			if err != nil {
+				return err
+			}
+			rm.state[key] = red
+		}
+	}
+	return nil
 }
 
 // sendEvent creates one event in an existing room.

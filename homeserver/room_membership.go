@@ -6,7 +6,8 @@ package homeserver
 // rules (rooms/v10.md "Authorization rules", m.room.member).
 //
 // NOTSPEC: joining a room this server does not know (over federation) is
-// not implemented yet; it answers 404 M_NOT_FOUND.
+// not implemented yet; it answers 404 M_NOT_FOUND. Invites of users on
+// other servers are stored in the room but not sent to their server.
 
 import (
 	"errors"

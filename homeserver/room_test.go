@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mxmesh/mxmesh/clock"
+	"github.com/mxmesh/mxmesh/homeserver/auth"
 	"github.com/mxmesh/mxmesh/homeserver/event"
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
@@ -241,6 +242,8 @@ func TestConversationAndSync(t *testing.T) {
 	}
 	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.room.message/t0", bt, map[string]string{"body": "x"}), 403, "M_FORBIDDEN")
 	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, map[string]any{}))
+	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.room.message/big", bt, map[string]string{"body": strings.Repeat("x", 70000)}), 413, "M_TOO_LARGE")
+	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.room.message/float", bt, `{"body":"x","n":1.5}`), 400, "M_BAD_JSON")
 
 	// Long poll from Bob's token waits…
 	since := s.NextBatch
@@ -408,6 +411,23 @@ func TestKickBanRedactTyping(t *testing.T) {
 	if rb := ev.Body["unsigned"].(map[string]any)["redacted_because"].(map[string]any); rb["event_id"] != red.str("event_id") {
 		t.Fatalf("redacted_because %v", rb)
 	}
+	// A redacted state event counts as redacted in the room state.
+	tid := ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/state/m.room.topic/", at, map[string]string{"topic": "gone soon"})).str("event_id")
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/redact/"+esc(tid)+"/r3", at, map[string]string{}))
+	if top := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/state/m.room.topic/", bt, nil)); len(top.Body) != 0 {
+		t.Fatalf("redacted topic still in state: %s", top.Raw)
+	}
+	rs := roomsOf(tn.Node)
+	if c := string(rs.byID[roomID].state[auth.StateKey{Type: "m.room.topic"}].Content()); c != "{}" {
+		t.Fatalf("room state keeps the unredacted topic: %s", c)
+	}
+	delete(rs.byID, roomID) // reload from the store: still redacted
+	if _, err := rs.room(roomID); err != nil {
+		t.Fatal(err)
+	}
+	if c := string(rs.byID[roomID].state[auth.StateKey{Type: "m.room.topic"}].Content()); c != "{}" {
+		t.Fatalf("reloaded state keeps the unredacted topic: %s", c)
+	}
 	// Carol (power 0) cannot redact Alice's message.
 	aid := tn.send(at, roomID, "a1", "mine")
 	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/redact/"+esc(aid)+"/r2", ct, map[string]string{}), 403, "M_FORBIDDEN")
@@ -520,7 +540,9 @@ func TestProfileAccountDataPushRulesFilters(t *testing.T) {
 func TestSyncTokensSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "node.db")
+	seed := uint64(100)
 	open := func() *testNode {
+		seed++ // a new run draws new random IDs, as a restarted process would
 		cfg := DefaultConfig("test.local")
 		cfg.Registration.Open = true
 		cfg.RateLimit.Enabled = false
@@ -536,7 +558,7 @@ func TestSyncTokensSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		fc := clock.NewFake(clock.Epoch)
-		n, err := New(Options{Config: cfg, Store: st, SigningKey: key, Clock: fc, RNG: clock.SeededRNG(uint64(time.Now().UnixNano()))})
+		n, err := New(Options{Config: cfg, Store: st, SigningKey: key, Clock: fc, RNG: clock.SeededRNG(seed)})
 		if err != nil {
 			t.Fatal(err)
 		}

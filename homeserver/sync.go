@@ -15,6 +15,7 @@ package homeserver
 
 import (
 	"encoding/json"
+	"errors"
 	"sort"
 	"time"
 
@@ -38,6 +39,7 @@ type syncRequest struct {
 }
 
 type syncWaiter struct {
+	seq   uint64 // registration order, for a deterministic wake order
 	c     *Call
 	req   *syncRequest
 	timer interface{ Stop() bool }
@@ -149,7 +151,8 @@ func (rs *roomsModule) handleSync(c *Call) {
 		c.Reply(200, resp)
 		return
 	}
-	w := &syncWaiter{c: c, req: req}
+	rs.waiterSeq++
+	w := &syncWaiter{seq: rs.waiterSeq, c: c, req: req}
 	set := rs.waiters[c.UserID]
 	if set == nil {
 		set = map[*syncWaiter]bool{}
@@ -204,7 +207,7 @@ func (rs *roomsModule) wakeUsers(users map[string]bool) {
 		for w := range rs.waiters[u] {
 			ws = append(ws, w)
 		}
-		sort.Slice(ws, func(i, j int) bool { return rs.n.callIDs[ws[i].c] < rs.n.callIDs[ws[j].c] })
+		sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
 		for _, w := range ws {
 			resp, empty, err := rs.buildSync(w.req)
 			if err == nil && empty {
@@ -252,9 +255,20 @@ func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) 
 	empty := true
 
 	// Account data, global and per room.
-	ad, err := rs.st.AccountDataSince(req.userID, since, now)
-	if err != nil {
-		return nil, false, err
+	var ad []store.AccountData
+	if last, known := rs.adLast[req.userID]; !known || last > since {
+		var err error
+		if ad, err = rs.st.AccountDataSince(req.userID, since, now); err != nil {
+			return nil, false, err
+		}
+		last = since
+		for _, a := range ad {
+			last = max(last, a.Pos)
+		}
+		if len(rs.adLast) >= maxAccountDataCache {
+			clear(rs.adLast)
+		}
+		rs.adLast[req.userID] = max(last, rs.adLast[req.userID])
 	}
 	roomAD := map[string][]any{}
 	havePushRules := false
@@ -342,8 +356,11 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 	}
 	limit = min(limit, maxTimelineLimit)
 	visFrom, _, err := rs.visibleRange(roomID, req.userID)
-	if err != nil && !full {
-		return timeline{}, stateList{}, nil
+	if isForbidden(err) {
+		return timeline{Events: []*clientEvent{}}, stateList{Events: []*clientEvent{}}, nil
+	}
+	if err != nil {
+		return timeline{}, stateList{}, err
 	}
 	after = max(after, visFrom)
 	rows, err := rs.filteredRange(roomID, after, upTo, false, limit+1, f.Room.Timeline)
@@ -490,7 +507,7 @@ func (rs *roomsModule) syncJoined(req *syncRequest, roomID string, m store.Membe
 			jr.Ephemeral.Events = append(jr.Ephemeral.Events, t.event())
 		}
 	}
-	if req.filter.Room.Ephemeral.allows("m.receipt", "") {
+	if rm.receiptPos > since && req.filter.Room.Ephemeral.allows("m.receipt", "") {
 		receipts, err := rs.st.Receipts(roomID, since, now)
 		if err != nil {
 			return nil, err
@@ -578,7 +595,36 @@ func (rs *roomsModule) syncLeft(req *syncRequest, roomID string, m store.Members
 	if lr.AccountData.Events == nil {
 		lr.AccountData.Events = []any{}
 	}
-	var err error
+	// A rejected invite (or a ban before joining) shows only the
+	// membership event: the user never saw the room.
+	leave, err := rs.st.Event(m.EventID)
+	if err != nil {
+		return nil, err
+	}
+	wasJoined := false
+	if leave.ReplacesState != "" {
+		if prev, err := rs.st.Event(leave.ReplacesState); err == nil {
+			var pc struct {
+				Content struct {
+					Membership string `json:"membership"`
+				} `json:"content"`
+			}
+			_ = json.Unmarshal(prev.JSON, &pc)
+			wasJoined = pc.Content.Membership == auth.Join
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if !wasJoined {
+		view := eventView{userID: req.userID, deviceID: req.deviceID, now: rs.n.Now().UnixMilli()}
+		ce, err := rs.clientEvent(leave, view)
+		if err != nil {
+			return nil, err
+		}
+		lr.Timeline = timeline{Events: []*clientEvent{ce}, PrevBatch: streamToken{pos: leave.Pos - 1}.String()}
+		lr.State = stateList{Events: []*clientEvent{}}
+		return lr, nil
+	}
 	if lr.Timeline, lr.State, err = rs.syncTimeline(req, roomID, since, m.Pos, req.since == nil || req.fullState); err != nil {
 		return nil, err
 	}
@@ -595,12 +641,12 @@ type unreadState struct {
 type unreadKey struct{ roomID, userID string }
 
 // unreadCounts counts the events after the user's read receipt that the
-// default push rules notify for, incrementally: each call only looks at the
-// events since the previous one. A new receipt drops the cached state.
-// NOTSPEC: the user's own push rule changes are not taken into account;
-// messages and encrypted events count (notices do not), highlights are
-// messages whose m.mentions name the user, and at most maxUnreadScan events
-// are counted when the counting starts.
+// user's push rules notify for (and, of those, the ones that highlight),
+// incrementally: each call only looks at the events since the previous
+// one. A new receipt or membership drops the cached state.
+// NOTSPEC: conditions are evaluated against the room's current state (member
+// count, display name, power levels), not the state at each event, and at
+// most maxUnreadScan events are counted when the counting starts.
 func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCounts, error) {
 	key := unreadKey{roomID, userID}
 	u := rs.unread[key]
@@ -625,32 +671,81 @@ func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCou
 		return unreadCounts{}, err
 	}
 	u.countedTo = max(u.countedTo, now)
+	if len(rows) == 0 {
+		return u.counts, nil
+	}
+	rules, err := rs.cachedPushRules(userID)
+	if err != nil {
+		return unreadCounts{}, err
+	}
+	rm, err := rs.room(roomID)
+	if err != nil {
+		return unreadCounts{}, err
+	}
+	pc := rs.pushContextFor(rm, userID)
 	for _, r := range rows {
 		if r.Sender == userID || r.RedactedBy != "" {
 			continue
 		}
-		if r.Type != "m.room.message" && r.Type != "m.room.encrypted" {
+		var ev map[string]any
+		if json.Unmarshal(r.JSON, &ev) != nil {
 			continue
 		}
-		var body struct {
-			Content struct {
-				MsgType  string `json:"msgtype"`
-				Mentions *struct {
-					UserIDs []string `json:"user_ids"`
-				} `json:"m.mentions"`
-			} `json:"content"`
+		pc.senderPower = auth.PowerLevel(rm.state, r.Sender)
+		o := evalPushRules(rules, ev, pc, &rs.globs)
+		if o.notify {
+			u.counts.Notification++
 		}
-		_ = json.Unmarshal(r.JSON, &body)
-		if body.Content.MsgType == "m.notice" {
-			continue
-		}
-		u.counts.Notification++
-		if mn := body.Content.Mentions; mn != nil && containsStr(mn.UserIDs, userID) {
+		if o.highlight {
 			u.counts.Highlight++
 		}
 	}
 	return u.counts, nil
 }
+
+// pushContextFor gathers what push conditions need from a room's state.
+func (rs *roomsModule) pushContextFor(rm *roomCache, userID string) *pushContext {
+	pc := &pushContext{userID: userID, memberCount: len(rs.joinedMembers(rm.id)), notifyLevels: map[string]int64{}}
+	if m := rm.state[auth.StateKey{Type: auth.TypeMember, StateKey: userID}]; m != nil {
+		var c struct {
+			DisplayName string `json:"displayname"`
+		}
+		_ = json.Unmarshal(m.Content(), &c)
+		pc.displayName = c.DisplayName
+	}
+	if pl := rm.state[auth.StateKey{Type: auth.TypePowerLevels}]; pl != nil {
+		var c struct {
+			Notifications map[string]int64 `json:"notifications"`
+		}
+		_ = json.Unmarshal(pl.Content(), &c)
+		for k, v := range c.Notifications {
+			pc.notifyLevels[k] = v
+		}
+	}
+	return pc
+}
+
+// cachedPushRules returns the user's push rules, cached until they change.
+func (rs *roomsModule) cachedPushRules(userID string) (*pushRules, error) {
+	if r := rs.pushCache[userID]; r != nil {
+		return r, nil
+	}
+	r, err := rs.pushRulesOf(userID)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs.pushCache) >= maxPushCache {
+		clear(rs.pushCache)
+	}
+	rs.pushCache[userID] = r
+	return r, nil
+}
+
+// maxPushCache bounds the per-user push rule cache.
+const maxPushCache = 10000
+
+// maxAccountDataCache bounds the adLast map; past it, it is emptied.
+const maxAccountDataCache = 100000
 
 // maxUnreadScan bounds how many events an unread count starts from.
 const maxUnreadScan = 500

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func stateTypes(evs []map[string]any) map[string]int {
@@ -181,5 +182,123 @@ func TestTrustedPrivateChatV12(t *testing.T) {
 	pl := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/state/m.room.power_levels/", bt, nil))
 	if ev := pl.Body["events"].(map[string]any); ev["m.room.tombstone"] != float64(150) {
 		t.Fatalf("v12 tombstone level %v", ev["m.room.tombstone"])
+	}
+}
+
+// TestBadInputIsAClientError sends malformed requests to the room
+// endpoints: each must get a 4xx with an errcode, never a 500.
+func TestBadInputIsAClientError(t *testing.T) {
+	tn := newTestNode(t, nil)
+	alice, at, _ := tn.register("alice", "pw-alice-1")
+	roomID := tn.createRoom(at, map[string]any{})
+	r := esc(roomID)
+	u := esc(alice)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/createRoom", `{"invite":["not a user"]}`},
+		{"POST", "/createRoom", `{"initial_state":[{"type":"m.room.member","state_key":"@x:y","content":{}}]}`},
+		{"POST", "/createRoom", `{"initial_state":[{"content":{}}]}`},
+		{"POST", "/createRoom", `{"room_alias_name":"a:b"}`},
+		{"POST", "/createRoom", `{"name":7}`},
+		{"POST", "/createRoom", `{"creation_content":{"additional_creators":"x"},"room_version":"12","preset":"trusted_private_chat","invite":["@b:test.local"]}`},
+		{"POST", "/createRoom", `{"visibility":"secret"}`},
+		{"PUT", "/rooms/" + r + "/send/m.room.message/x", `[]`},
+		{"PUT", "/rooms/" + r + "/send/m.room.message/y", `{"n":1e400}`},
+		{"PUT", "/rooms/" + r + "/send/m.room.redaction/z", `{"redacts":"$nope"}`},
+		{"PUT", "/rooms/" + esc("!missing:test.local") + "/send/m.room.message/x", `{}`},
+		{"PUT", "/rooms/" + r + "/state/m.room.power_levels/", `{"users":{"@alice:test.local":"high"}}`},
+		{"PUT", "/rooms/" + r + "/state/m.room.canonical_alias/", `{"alias":5}`},
+		{"GET", "/rooms/" + r + "/state/m.room.nothing/", ``},
+		{"GET", "/rooms/" + r + "/event/" + esc("$nope"), ``},
+		{"GET", "/rooms/" + r + "/context/" + esc("$nope"), ``},
+		{"GET", "/rooms/" + r + "/messages?dir=x", ``},
+		{"GET", "/rooms/" + r + "/messages?from=zzz", ``},
+		{"GET", "/rooms/" + r + "/messages?limit=abc", ``},
+		{"GET", "/rooms/" + r + "/messages?filter=%7Bbad", ``},
+		{"GET", "/rooms/" + r + "/members?at=s-1", ``},
+		{"PUT", "/rooms/" + r + "/redact/" + esc("$nope") + "/t", `{}`},
+		{"POST", "/rooms/" + r + "/invite", `{"user_id":"nobody"}`},
+		{"POST", "/rooms/" + r + "/kick", `{"user_id":"@ghost:test.local"}`},
+		{"POST", "/rooms/" + r + "/unban", `{"user_id":"@ghost:test.local"}`},
+		{"POST", "/rooms/" + r + "/forget", ``},
+		{"POST", "/join/" + esc("nothing"), ``},
+		{"POST", "/join/" + esc("#nothing:test.local"), ``},
+		{"PUT", "/rooms/" + r + "/typing/" + u, `{"timeout":5}`},
+		{"POST", "/rooms/" + r + "/receipt/m.read/" + esc("$nope"), `{}`},
+		{"POST", "/rooms/" + r + "/read_markers", `{"m.fully_read":"$nope"}`},
+		{"GET", "/sync?timeout=abc", ``},
+		{"GET", "/sync?since=s1_x", ``},
+		{"GET", "/sync?filter=%7B%22room%22%3A5%7D", ``},
+		{"POST", "/user/" + u + "/filter", `{"room":{"timeline":{"limit":-1}}}`},
+		{"POST", "/user/" + esc("@other:test.local") + "/filter", `{}`},
+		{"GET", "/user/" + u + "/filter/abc", ``},
+		{"PUT", "/user/" + u + "/account_data/m.fully_read", `{}`},
+		{"PUT", "/user/" + u + "/rooms/" + esc("!missing:x") + "/account_data/t", `{}`},
+		{"GET", "/user/" + u + "/account_data/none", ``},
+		{"PUT", "/profile/" + u + "/displayname", `{"displayname":5}`},
+		{"PUT", "/profile/" + esc("@other:test.local") + "/displayname", `{"displayname":"x"}`},
+		{"GET", "/pushrules/global/bogus/x", ``},
+		{"PUT", "/pushrules/global/override/.m.rule.master", `{"actions":[]}`},
+		{"PUT", "/pushrules/global/content/x", `{"actions":[]}`},
+		{"PUT", "/pushrules/global/room/x?before=nope", `{"actions":[]}`},
+		{"PUT", "/pushrules/global/override/.m.rule.master/enabled", `{}`},
+		{"PUT", "/directory/room/" + esc("nohash"), `{"room_id":"!x:test.local"}`},
+		{"PUT", "/directory/room/" + esc("#a:test.local"), `{"room_id":"!missing:test.local"}`},
+		{"DELETE", "/directory/room/" + esc("#none:test.local"), ``},
+	} {
+		resp := tn.do(c.method, cs+c.path, at, c.body)
+		if !resp.Answered || resp.Status < 400 || resp.Status >= 500 || resp.str("errcode") == "" {
+			t.Errorf("%s %s %s: got %d %s, want a 4xx error", c.method, c.path, c.body, resp.Status, resp.Raw)
+		}
+	}
+}
+
+// TestLongPollCancelAndStop: a long poll whose client goes away is
+// forgotten, and one pending at shutdown is answered.
+func TestLongPollCancelAndStop(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	roomID := tn.createRoom(at, map[string]any{})
+	s := decodeSync(t, tn.do("GET", cs+"/sync", at, nil))
+	poll, call := tn.start("GET", cs+"/sync?timeout=30000&since="+s.NextBatch, at, nil)
+	rs := roomsOf(tn.Node)
+	if len(rs.waiters) != 1 {
+		t.Fatalf("%d users waiting, want 1", len(rs.waiters))
+	}
+	call.Cancel()
+	if len(rs.waiters) != 0 {
+		t.Fatal("cancelled poll still registered")
+	}
+	tn.send(at, roomID, "c1", "nobody listens")
+	tn.clock.Advance(time.Minute)
+	if poll.Answered {
+		t.Fatal("cancelled poll was answered")
+	}
+	// A token from the future is clamped to now: nothing new, so it waits…
+	poll, _ = tn.start("GET", cs+"/sync?timeout=30000&since=s999999", at, nil)
+	if poll.Answered {
+		t.Fatalf("poll with a future token answered at once: %s", poll.Raw)
+	}
+	// …until the node stops.
+	tn.Stop()
+	if !poll.Answered || poll.Status != 503 {
+		t.Fatalf("poll at shutdown: answered=%v %d", poll.Answered, poll.Status)
+	}
+}
+
+func TestRejectedInviteShowsOnlyTheLeave(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"invite": []string{bob}})
+	tn.send(at, roomID, "s1", "private talk")
+	s := decodeSync(t, tn.do("GET", cs+"/sync", bt, nil))
+	if _, invited := s.Rooms.Invite[roomID]; !invited {
+		t.Fatal("no invite")
+	}
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/leave", bt, nil))
+	s = decodeSync(t, tn.do("GET", cs+"/sync?since="+s.NextBatch, bt, nil))
+	lr, left := s.Rooms.Leave[roomID]
+	if !left || len(lr.Timeline.Events) != 1 || lr.Timeline.Events[0]["state_key"] != bob {
+		t.Fatalf("leave section after rejecting: %+v", s.Rooms.Leave)
 	}
 }

@@ -200,3 +200,10 @@ func (s *Store) DeleteDevices(userID string, deviceIDs []string) ([]string, erro
 	}
 	return hashes, nil
 }
+
+// Deactivate marks an account deactivated. The password hash is kept so a
+// login with the right password can be told M_USER_DEACTIVATED.
+func (s *Store) Deactivate(userID string) error {
+	res, err := s.DB.Exec(`UPDATE accounts SET deactivated = TRUE WHERE user_id = ?`, userID)
+	return checkOne(res, err, "deactivate "+userID)
+}

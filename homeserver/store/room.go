@@ -191,11 +191,11 @@ type Membership struct {
 // SetMembership records a user's current membership in a room; a new
 // membership clears the forgotten flag.
 func (t *RoomTx) SetMembership(m Membership) error {
-	_, err := t.tx.Exec(`DELETE FROM room_members WHERE room_id = ? AND user_id = ?`, m.RoomID, m.UserID)
-	if err == nil {
-		_, err = t.tx.Exec(`INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten)
-			VALUES (?, ?, ?, ?, ?, FALSE)`, m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
-	}
+	_, err := t.tx.Exec(`INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten)
+		VALUES (?, ?, ?, ?, ?, FALSE)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+			event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE`,
+		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
 	if err != nil {
 		return fmt.Errorf("store: set membership %s in %s: %w", m.UserID, m.RoomID, describe(err))
 	}

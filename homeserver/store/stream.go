@@ -36,12 +36,11 @@ type Receipt struct {
 
 // PutReceipt replaces the user's receipt of that type and thread.
 func (s *Store) PutReceipt(r Receipt) error {
-	_, err := s.DB.Exec(`DELETE FROM receipts WHERE room_id = ? AND receipt_type = ? AND user_id = ? AND thread_id = ?`,
-		r.RoomID, r.Type, r.UserID, r.ThreadID)
-	if err == nil {
-		_, err = s.DB.Exec(`INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.RoomID, r.Type, r.UserID, r.ThreadID, r.EventID, r.TS, r.Pos)
-	}
+	_, err := s.DB.Exec(`INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
+			ts = excluded.ts, stream_pos = excluded.stream_pos`,
+		r.RoomID, r.Type, r.UserID, r.ThreadID, r.EventID, r.TS, r.Pos)
 	if err != nil {
 		return fmt.Errorf("store: put receipt %s in %s: %w", r.UserID, r.RoomID, describe(err))
 	}
@@ -90,11 +89,9 @@ type AccountData struct {
 
 // PutAccountData replaces one account data entry.
 func (s *Store) PutAccountData(a AccountData) error {
-	_, err := s.DB.Exec(`DELETE FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?`, a.UserID, a.RoomID, a.Type)
-	if err == nil {
-		_, err = s.DB.Exec(`INSERT INTO account_data (user_id, room_id, type, content, stream_pos) VALUES (?, ?, ?, ?, ?)`,
-			a.UserID, a.RoomID, a.Type, a.Content, a.Pos)
-	}
+	_, err := s.DB.Exec(`INSERT INTO account_data (user_id, room_id, type, content, stream_pos) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
+		a.UserID, a.RoomID, a.Type, a.Content, a.Pos)
 	if err != nil {
 		return fmt.Errorf("store: put account data %s %s: %w", a.UserID, a.Type, describe(err))
 	}
@@ -198,13 +195,21 @@ func (s *Store) SetProfile(userID string, p Profile) error {
 		}
 		return sql.NullString{String: *s, Valid: true}
 	}
-	_, err := s.DB.Exec(`DELETE FROM profiles WHERE user_id = ?`, userID)
-	if err == nil {
-		_, err = s.DB.Exec(`INSERT INTO profiles (user_id, displayname, avatar_url) VALUES (?, ?, ?)`,
-			userID, toNull(p.DisplayName), toNull(p.AvatarURL))
-	}
+	_, err := s.DB.Exec(`INSERT INTO profiles (user_id, displayname, avatar_url) VALUES (?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET displayname = excluded.displayname, avatar_url = excluded.avatar_url`,
+		userID, toNull(p.DisplayName), toNull(p.AvatarURL))
 	if err != nil {
 		return fmt.Errorf("store: set profile %s: %w", userID, describe(err))
 	}
 	return nil
+}
+
+// LastReceiptPos is the stream position of a room's newest receipt (0 if
+// none).
+func (s *Store) LastReceiptPos(roomID string) (int64, error) {
+	var pos int64
+	if err := s.DB.QueryRow(`SELECT COALESCE(MAX(stream_pos), 0) FROM receipts WHERE room_id = ?`, roomID).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("store: last receipt %s: %w", roomID, describe(err))
+	}
+	return pos, nil
 }

@@ -20,9 +20,11 @@ var ErrUnauthorized = errors.New("request not authorized")
 // key is unknown or not valid at the request's time, or whose signature does
 // not verify: HTTP 401, errcode M_FORBIDDEN.
 //
-// NOTSPEC: the spec names 401 only for a wrong destination; 401 with
-// M_FORBIDDEN for a bad signature is what Dendrite answers, and callers
-// may want to tell "who are you?" from "that is not you".
+// NOTSPEC: the spec names a status (401) only for a wrong destination. We
+// answer 401 for every authentication failure and use M_FORBIDDEN to tell
+// "that is not you" from "who are you?" (M_UNAUTHORIZED). Peers differ
+// here: Dendrite v0.13.8 answers 401 {"message":"Invalid request
+// signature"} without an errcode.
 var ErrForbidden = errors.New("request signature rejected")
 
 // Status returns the HTTP status and Matrix errcode for an error from
