@@ -38,12 +38,14 @@ type UDPServer struct {
 	timer clock.Timer
 	at    time.Time
 
-	mu    sync.Mutex
-	queue []func()
-	wake  chan struct{}
-	done  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	mu        sync.Mutex
+	queue     []func()
+	datagrams int    // received datagrams queued
+	dropped   uint64 // received datagrams dropped because the loop lagged
+	wake      chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+	once      sync.Once
 }
 
 // ErrClosed is returned by calls on a closed UDPServer.
@@ -103,6 +105,13 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 // Addr is the bound address.
 func (s *UDPServer) Addr() netip.AddrPort { return s.addr }
 
+// Dropped counts received datagrams dropped because the loop lagged.
+func (s *UDPServer) Dropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
 // Node returns the node; touch it only inside Run.
 func (s *UDPServer) Node() *CoAPNode { return s.node }
 
@@ -120,11 +129,39 @@ func (s *UDPServer) Close() error {
 	return err
 }
 
+// maxQueuedDatagrams bounds the received datagrams waiting for the loop;
+// beyond it the socket reader drops them (and counts) rather than letting a
+// flood grow memory.
+const maxQueuedDatagrams = 4096
+
 // post queues f for the loop; it never blocks.
 func (s *UDPServer) post(f func()) {
 	s.mu.Lock()
 	s.queue = append(s.queue, f)
 	s.mu.Unlock()
+	s.signal()
+}
+
+// postDatagram queues a received datagram unless the loop is too far behind.
+func (s *UDPServer) postDatagram(f func()) bool {
+	s.mu.Lock()
+	if s.datagrams >= maxQueuedDatagrams {
+		s.mu.Unlock()
+		return false
+	}
+	s.datagrams++
+	s.queue = append(s.queue, func() {
+		s.mu.Lock()
+		s.datagrams--
+		s.mu.Unlock()
+		f()
+	})
+	s.mu.Unlock()
+	s.signal()
+	return true
+}
+
+func (s *UDPServer) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -163,11 +200,15 @@ func (s *UDPServer) readLoop() {
 			continue
 		}
 		data := append([]byte(nil), buf[:n]...)
-		s.post(func() {
+		if !s.postDatagram(func() {
 			if err := s.node.Receive(s.clk.Now(), from, data); err != nil {
 				s.log.Debug("gateway: coap receive", "from", from, "err", err)
 			}
-		})
+		}) {
+			s.mu.Lock()
+			s.dropped++
+			s.mu.Unlock()
+		}
 	}
 }
 

@@ -84,3 +84,119 @@ func (rs *roomsModule) putAccountData(userID, roomID, typ string, content []byte
 	rs.wakeUsers(map[string]bool{userID: true})
 	return nil
 }
+
+// Room tags. Spec: client-server-api "Room Tagging": the tags are the
+// m.tag room account data event ({"tags": {TAG: {"order": n}}}), read and
+// changed through GET /user/{userId}/rooms/{roomId}/tags and PUT/DELETE
+// .../tags/{tag}.
+
+const tagType = "m.tag"
+
+func (rs *roomsModule) tagRoutes() []Route {
+	const p = "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags"
+	return []Route{
+		{Method: "GET", Pattern: p, Auth: AuthUser, Handle: rs.handleGetTags},
+		{Method: "PUT", Pattern: p + "/{tag}", Auth: AuthUser, Handle: rs.handlePutTag},
+		{Method: "DELETE", Pattern: p + "/{tag}", Auth: AuthUser, Handle: rs.handleDeleteTag},
+	}
+}
+
+type tagContent struct {
+	Tags map[string]json.RawMessage `json:"tags"`
+}
+
+func (rs *roomsModule) tagsOf(userID, roomID string) (tagContent, error) {
+	tc := tagContent{Tags: map[string]json.RawMessage{}}
+	a, err := rs.st.GetAccountData(userID, roomID, tagType)
+	if errors.Is(err, store.ErrNotFound) {
+		return tc, nil
+	}
+	if err != nil {
+		return tc, err
+	}
+	if err := json.Unmarshal(a.Content, &tc); err != nil || tc.Tags == nil {
+		tc.Tags = map[string]json.RawMessage{}
+	}
+	return tc, nil
+}
+
+func (rs *roomsModule) handleGetTags(c *Call) {
+	if c.Req.Vars["userId"] != c.UserID {
+		c.Fail(Errorf(403, ErrCodeForbidden, "you may only read your own tags"))
+		return
+	}
+	tc, err := rs.tagsOf(c.UserID, c.Req.Vars["roomId"])
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, tc)
+}
+
+// maxTagBytes bounds a tag name. Spec: client-server-api "Room Tagging"
+// (tag names are at most 255 bytes).
+const maxTagBytes = 255
+
+func (rs *roomsModule) handlePutTag(c *Call) {
+	if c.Req.Vars["userId"] != c.UserID {
+		c.Fail(Errorf(403, ErrCodeForbidden, "you may only tag rooms for yourself"))
+		return
+	}
+	roomID, tag := c.Req.Vars["roomId"], c.Req.Vars["tag"]
+	if len(tag) > maxTagBytes {
+		c.Fail(Errorf(400, ErrCodeInvalidParam, "tag is longer than %d bytes", maxTagBytes))
+		return
+	}
+	var body struct {
+		Order *float64 `json:"order"`
+	}
+	if err := c.DecodeJSON(&body); err != nil {
+		c.Fail(err)
+		return
+	}
+	if body.Order != nil && (*body.Order < 0 || *body.Order > 1) {
+		c.Fail(Errorf(400, ErrCodeInvalidParam, "order must be between 0 and 1"))
+		return
+	}
+	if _, err := rs.room(roomID); err != nil {
+		c.Fail(err)
+		return
+	}
+	tc, err := rs.tagsOf(c.UserID, roomID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	tc.Tags[tag] = c.Req.Body
+	if len(c.Req.Body) == 0 {
+		tc.Tags[tag] = json.RawMessage("{}")
+	}
+	if err := rs.putAccountData(c.UserID, roomID, tagType, mustJSON(tc)); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, struct{}{})
+}
+
+func (rs *roomsModule) handleDeleteTag(c *Call) {
+	if c.Req.Vars["userId"] != c.UserID {
+		c.Fail(Errorf(403, ErrCodeForbidden, "you may only untag rooms for yourself"))
+		return
+	}
+	roomID, tag := c.Req.Vars["roomId"], c.Req.Vars["tag"]
+	tc, err := rs.tagsOf(c.UserID, roomID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if _, ok := tc.Tags[tag]; !ok {
+		c.Reply(200, struct{}{})
+		return
+	}
+	delete(tc.Tags, tag)
+	if err := rs.putAccountData(c.UserID, roomID, tagType, mustJSON(tc)); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, struct{}{})
+}

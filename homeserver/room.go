@@ -124,7 +124,8 @@ func roomRoutes(n *Node) ([]Route, error) {
 		(*roomsModule).createRoutes, (*roomsModule).membershipRoutes, (*roomsModule).sendRoutes,
 		(*roomsModule).syncRoutes, (*roomsModule).messagesRoutes, (*roomsModule).filterRoutes,
 		(*roomsModule).typingRoutes, (*roomsModule).receiptRoutes, (*roomsModule).profileRoutes,
-		(*roomsModule).accountDataRoutes, (*roomsModule).pushRulesRoutes, (*roomsModule).aliasRoutes,
+		(*roomsModule).accountDataRoutes, (*roomsModule).tagRoutes, (*roomsModule).pushRulesRoutes,
+		(*roomsModule).aliasRoutes, (*roomsModule).directoryRoutes,
 	} {
 		out = append(out, g(rs)...)
 	}

@@ -22,6 +22,7 @@ func (rs *roomsModule) membershipRoutes() []Route {
 	return []Route{
 		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/join", Auth: AuthUser, Handle: rs.handleJoin},
 		{Method: "POST", Pattern: "/_matrix/client/v3/join/{roomIdOrAlias}", Auth: AuthUser, Handle: rs.handleJoin},
+		{Method: "POST", Pattern: "/_matrix/client/v3/knock/{roomIdOrAlias}", Auth: AuthUser, Handle: rs.handleKnock},
 		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/invite", Auth: AuthUser, Handle: rs.handleTargetMembership(auth.Invite)},
 		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/kick", Auth: AuthUser, Handle: rs.handleTargetMembership("kick")},
 		{Method: "POST", Pattern: "/_matrix/client/v3/rooms/{roomId}/ban", Auth: AuthUser, Handle: rs.handleTargetMembership(auth.Ban)},
@@ -88,6 +89,42 @@ func (rs *roomsModule) join(roomID, userID, reason string) error {
 	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(userID), Sender: userID,
 		Content: memberContent(auth.Join, p, reason, false)})
 	return err
+}
+
+// handleKnock asks to join a room whose join rule is knock. Spec:
+// client-server-api "Knocking on rooms".
+func (rs *roomsModule) handleKnock(c *Call) {
+	var body reasonBody
+	if err := c.DecodeJSON(&body); err != nil {
+		c.Fail(err)
+		return
+	}
+	roomID, err := rs.resolveRoom(c.Req.Vars["roomIdOrAlias"])
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if _, err := rs.room(roomID); err != nil {
+		c.Fail(err)
+		return
+	}
+	switch rs.membership(roomID, c.UserID) {
+	case auth.Join, auth.Invite:
+		c.Fail(Errorf(403, ErrCodeForbidden, "you are already invited to or joined %s", roomID))
+		return
+	}
+	p, err := rs.st.Profile(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(c.UserID), Sender: c.UserID,
+		Content: memberContent(auth.Knock, p, body.Reason, false)})
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, map[string]string{"room_id": roomID})
 }
 
 type targetBody struct {

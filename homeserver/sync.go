@@ -327,6 +327,16 @@ func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) 
 			}
 			resp.Rooms.Invite[roomID] = ir
 			empty = false
+		case auth.Knock:
+			if !changed {
+				continue
+			}
+			ir, err := rs.syncInvited(roomID, m)
+			if err != nil {
+				return nil, false, err
+			}
+			resp.Rooms.Knock[roomID] = map[string]any{"knock_state": ir.InviteState}
+			empty = false
 		case auth.Leave, auth.Ban:
 			if m.Forgotten || !changed || (req.since == nil && !f.Room.IncludeLeave) {
 				continue
@@ -559,6 +569,8 @@ func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any 
 	return s
 }
 
+// syncInvited gives the stripped state of a room the user is invited to
+// (or has knocked on), as of their membership event.
 func (rs *roomsModule) syncInvited(roomID string, m store.Membership) (*invitedRoom, error) {
 	rm, err := rs.room(roomID)
 	if err != nil {

@@ -302,3 +302,56 @@ func TestRejectedInviteShowsOnlyTheLeave(t *testing.T) {
 		t.Fatalf("leave section after rejecting: %+v", s.Rooms.Leave)
 	}
 }
+
+func TestKnockTagsAndDirectory(t *testing.T) {
+	tn := newTestNode(t, nil)
+	alice, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"room_version": "11", "name": "Knockers", "visibility": "public",
+		"initial_state": []map[string]any{{"type": "m.room.join_rules", "content": map[string]string{"join_rule": "knock"}}}})
+	wantErr(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, nil), 403, "M_FORBIDDEN")
+	ok(t, tn.do("POST", cs+"/knock/"+esc(roomID), bt, map[string]string{"reason": "let me in"}))
+	r := tn.do("GET", cs+"/sync", bt, nil)
+	if s := decodeSync(t, r); len(s.Rooms.Invite) != 0 || len(s.Rooms.Join) != 0 {
+		t.Fatalf("knock shown as invite or join: %+v", s.Rooms)
+	}
+	if raw := r.Raw; !strings.Contains(string(raw), `"knock":{"`+roomID) || !strings.Contains(string(raw), `"knock_state"`) {
+		t.Fatalf("no knock section: %s", raw)
+	}
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/invite", at, map[string]string{"user_id": bob}))
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(roomID)+"/join", bt, nil))
+
+	// Tags.
+	ok(t, tn.do("PUT", cs+"/user/"+esc(bob)+"/rooms/"+esc(roomID)+"/tags/m.favourite", bt, map[string]any{"order": 0.25}))
+	ok(t, tn.do("PUT", cs+"/user/"+esc(bob)+"/rooms/"+esc(roomID)+"/tags/u.radio", bt, map[string]any{}))
+	ok(t, tn.do("DELETE", cs+"/user/"+esc(bob)+"/rooms/"+esc(roomID)+"/tags/u.radio", bt, nil))
+	tags := ok(t, tn.do("GET", cs+"/user/"+esc(bob)+"/rooms/"+esc(roomID)+"/tags", bt, nil))
+	if string(tags.Raw) != `{"tags":{"m.favourite":{"order":0.25}}}` {
+		t.Fatalf("tags %s", tags.Raw)
+	}
+	wantErr(t, tn.do("PUT", cs+"/user/"+esc(bob)+"/rooms/"+esc(roomID)+"/tags/x", bt, map[string]any{"order": 2}), 400, "M_INVALID_PARAM")
+
+	// Directory: published at creation, searchable, can be hidden by a
+	// moderator but not by Bob.
+	pr := ok(t, tn.do("GET", cs+"/publicRooms", "", nil))
+	var list struct {
+		Chunk []publicRoom `json:"chunk"`
+		Total int          `json:"total_room_count_estimate"`
+	}
+	json.Unmarshal(pr.Raw, &list)
+	if list.Total != 1 || list.Chunk[0].Name != "Knockers" || list.Chunk[0].NumJoinedMembers != 2 || list.Chunk[0].JoinRule != "knock" {
+		t.Fatalf("publicRooms %s", pr.Raw)
+	}
+	pr = ok(t, tn.do("POST", cs+"/publicRooms", bt, map[string]any{"filter": map[string]string{"generic_search_term": "nothing"}}))
+	json.Unmarshal(pr.Raw, &list)
+	if len(list.Chunk) != 0 {
+		t.Fatalf("search matched: %s", pr.Raw)
+	}
+	wantErr(t, tn.do("PUT", cs+"/directory/list/room/"+esc(roomID), bt, map[string]string{"visibility": "private"}), 403, "M_FORBIDDEN")
+	ok(t, tn.do("PUT", cs+"/directory/list/room/"+esc(roomID), at, map[string]string{"visibility": "private"}))
+	v := ok(t, tn.do("GET", cs+"/directory/list/room/"+esc(roomID), "", nil))
+	if v.str("visibility") != "private" {
+		t.Fatalf("visibility %s", v.Raw)
+	}
+	_ = alice
+}

@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
@@ -93,8 +96,15 @@ func (n *Node) checkPassword(userID, password string, then func(error)) {
 	}
 	found := err == nil
 	var ok bool
+	cost := n.cfg.BcryptCost
 	n.Offload(func() {
-		ok = found && passwordMatches(acct.PasswordHash, password)
+		if found {
+			ok = passwordMatches(acct.PasswordHash, password)
+		} else {
+			// Spend the same time on unknown users, so response times do
+			// not tell which user IDs exist.
+			passwordMatches(dummyHash(cost), password)
+		}
 	}, func() {
 		switch {
 		case !ok:
@@ -105,6 +115,25 @@ func (n *Node) checkPassword(userID, password string, then func(error)) {
 			then(nil)
 		}
 	})
+}
+
+var (
+	dummyMu     sync.Mutex
+	dummyHashes = map[int]string{}
+)
+
+// dummyHash is a bcrypt hash of a password nobody knows, at cost, made
+// once per cost and shared by all nodes in the process (safe off-loop).
+func dummyHash(cost int) string {
+	dummyMu.Lock()
+	defer dummyMu.Unlock()
+	h, ok := dummyHashes[cost]
+	if !ok {
+		b, _ := bcrypt.GenerateFromPassword([]byte("mxmesh: no such user"), cost)
+		h = string(b)
+		dummyHashes[cost] = h
+	}
+	return h
 }
 
 // requirePassword runs then once the call's auth dict proves the caller's

@@ -318,3 +318,28 @@ func (s *Store) RoomAliases(roomID string) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetPublished lists a room in (or removes it from) the published room
+// directory.
+func (s *Store) SetPublished(roomID string, published bool) error {
+	res, err := s.DB.Exec(`UPDATE rooms SET published = ? WHERE room_id = ?`, published, roomID)
+	return checkOne(res, err, "publish room "+roomID)
+}
+
+// PublishedRooms lists the rooms in the published room directory, sorted.
+func (s *Store) PublishedRooms() ([]string, error) {
+	rows, err := s.DB.Query(`SELECT room_id FROM rooms WHERE published = TRUE ORDER BY room_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: published rooms: %w", describe(err))
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: published rooms: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
