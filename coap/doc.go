@@ -58,8 +58,8 @@
 //     holds a complete body when it sees M=0. The server reassembles blocks
 //     in any order. A response body larger than a block is kept for
 //     EXCHANGE_LIFETIME and served block by block, with an ETag and Size2;
-//     the client, knowing Size2, requests every remaining block at once
-//     (NSTART bounds how many are in flight) and reassembles them in
+//     the client, knowing Size2, keeps NSTART block requests in flight
+//     (one block ahead without Size2) and reassembles the blocks in
 //     whatever order they come. A server asking for smaller blocks
 //     (§2.3) is followed.
 //   - Observe (RFC 7641): a GET with Observe 0 registers; the answer and
@@ -70,6 +70,10 @@
 //     unacknowledged CON notification with the newer one (§4.5.2), and
 //     drops an observer on RST or timeout. A notification larger than one
 //     block is fetched whole before it is delivered (RFC 7959 §2.6).
+//   - State is bounded: per-peer limits on outstanding messages, a peer
+//     cap (Config.MaxPeers), and a peer with no traffic or state for
+//     EXCHANGE_LIFETIME is forgotten; unanswered requests expire after
+//     EXCHANGE_LIFETIME.
 //   - Congestion control: per peer, CoCoA (draft-ietf-core-cocoa-03)
 //     estimates the RTO from exchanges that needed no retransmission
 //     (strong, K=4) and from those that needed one or two (weak, K=1,

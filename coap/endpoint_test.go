@@ -9,6 +9,8 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"github.com/mxmesh/mxmesh/clock"
 )
 
 func TestDeriveDefaults(t *testing.T) {
@@ -154,7 +156,7 @@ func TestRetransmitThenTimeout(t *testing.T) {
 	l.add("srv", Config{})
 	var times []time.Duration
 	l.tamper = func(from, to Peer, data []byte) []byte {
-		times = append(times, l.clk.Now().Sub(clockEpoch()))
+		times = append(times, l.clk.Now().Sub(clock.Epoch))
 		return nil // a dead link
 	}
 	id, _ := cli.ep.Send(l.clk.Now(), "srv", NewRequest(codes.GET, "/x", nil), SendOptions{})
@@ -179,8 +181,6 @@ func TestRetransmitThenTimeout(t *testing.T) {
 		}
 	}
 }
-
-func clockEpoch() time.Time { return newTestLink(nil, 0).clk.Now() }
 
 func TestDuplicateRequestAnsweredOnce(t *testing.T) {
 	l := newTestLink(t, 4)

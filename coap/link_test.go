@@ -1,6 +1,9 @@
 package coap
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"hash"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -28,6 +31,8 @@ type testLink struct {
 	// occupies it for air.AirTime(len) after the previous one.
 	air      *LinkParams
 	busyTill time.Time
+	// trace digests every datagram sent (time, ends, bytes).
+	trace hash.Hash
 }
 
 type testNode struct {
@@ -42,7 +47,7 @@ type testNode struct {
 
 func newTestLink(t testing.TB, seed uint64) *testLink {
 	return &testLink{t: t, clk: clock.NewFake(clock.Epoch), rng: rand.New(clock.SeededRNG(seed)),
-		nodes: map[Peer]*testNode{}, delay: 50 * time.Millisecond}
+		nodes: map[Peer]*testNode{}, delay: 50 * time.Millisecond, trace: sha256.New()}
 }
 
 func (l *testLink) add(name Peer, cfg Config) *testNode {
@@ -95,6 +100,7 @@ func (n *testNode) flush() {
 func (l *testLink) transmit(from Peer, d Datagram) {
 	l.sent++
 	l.bytes += len(d.Data)
+	fmt.Fprintf(l.trace, "%d %s>%s %x\n", l.clk.Now().UnixNano(), from, d.To, d.Data)
 	dst := l.nodes[d.To]
 	if dst == nil {
 		l.t.Fatalf("datagram to unknown node %q", d.To)

@@ -182,12 +182,9 @@ func (c *checker) check() error {
 	}
 	create := c.state[createKey]
 	// Rule 3 (v12: 4): m.federate.
-	if m, err := object(create.Content()); err == nil {
-		if f, ok := m["m.federate"]; ok && strings.TrimSpace(string(f)) == "false" &&
-			domainOf(ev.Sender()) != domainOf(create.Sender()) {
-			return c.reject("3", "room is not federated and sender %s is not on the creator's server %s",
-				ev.Sender(), domainOf(create.Sender()))
-		}
+	if createMemo.Get(create).noFederate && domainOf(ev.Sender()) != domainOf(create.Sender()) {
+		return c.reject("3", "room is not federated and sender %s is not on the creator's server %s",
+			ev.Sender(), domainOf(create.Sender()))
 	}
 	if ev.Type() == TypeMember {
 		return c.checkMember()
@@ -268,12 +265,7 @@ func (c *checker) joinRule() string {
 		// undefined; like Synapse and Dendrite we treat it as "invite".
 		return JoinRuleInvite
 	}
-	m, err := object(jr.Content())
-	if err != nil {
-		return ""
-	}
-	r, _ := str(m["join_rule"])
-	return r
+	return joinRuleMemo.Get(jr)
 }
 
 // IsPowerEvent reports whether ev is a power event as state resolution

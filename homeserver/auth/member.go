@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"encoding/json"
 	"slices"
 )
 
@@ -13,21 +12,21 @@ func (c *checker) checkMember() error {
 	if !ok {
 		return c.reject("4.1", "member event has no state_key")
 	}
-	content, err := object(ev.Content())
-	if err != nil {
-		return c.reject("4.1", "content: %v", err)
+	content := memberMemo.Get(ev)
+	if content.err != nil {
+		return c.reject("4.1", "content: %v", content.err)
 	}
-	membership, ok := str(content["membership"])
-	if !ok {
+	membership := content.membership
+	if !content.membershipOK {
 		return c.reject("4.1", "content has no string membership")
 	}
 	// 4.2: join_authorised_via_users_server must be backed by a signature of
 	// that user's server. Which key signed is checked on receipt with the
 	// server's published keys; here the signature has to be present.
 	authoriser := ""
-	if raw, ok := content["join_authorised_via_users_server"]; ok {
-		u, ok := str(raw)
-		if !ok || !validUserID(u) {
+	if content.hasAuthoriser {
+		u := content.authoriser
+		if !content.authoriserStr || !validUserID(u) {
 			return c.reject("4.2.1", "join_authorised_via_users_server is not a user ID")
 		}
 		if len(ev.Signatures()[domainOf(u)]) == 0 {
@@ -116,10 +115,10 @@ func (c *checker) checkJoin(target, authoriser string) error {
 }
 
 // checkInvite is rule 4.4 (v12: 5.4).
-func (c *checker) checkInvite(target string, content map[string]json.RawMessage) error {
+func (c *checker) checkInvite(target string, content *memberContent) error {
 	ev := c.ev
-	if raw, ok := content["third_party_invite"]; ok {
-		return c.checkThirdPartyInvite(target, raw)
+	if content.hasThirdPartyInvite {
+		return c.checkThirdPartyInvite(target, content.thirdPartyInvite)
 	}
 	// 4.4.2
 	if m := c.membership(ev.Sender()); m != Join {

@@ -150,18 +150,23 @@ func (s State) currentLevels() *levels {
 	if pl == nil {
 		return nil
 	}
-	l, _, _ := parseLevels(pl.Content(), false)
-	return l
+	return levelsMemo.Get(pl)
 }
 
 // creators returns the room creators: in room version 12 the create event's
 // sender plus content.additional_creators; before that the single creator
 // (v10: content.creator, v11: the sender). Spec: rooms/v12.md "Authorization
 // rules" (room creators), rooms/v11.md "Remove the creator property".
+// The slice is shared: callers must not modify it.
 func creators(create *event.Event) []string {
 	if create == nil {
 		return nil
 	}
+	return createMemo.Get(create).creators
+}
+
+// parseCreators decodes creators from the create event.
+func parseCreators(create *event.Event) []string {
 	v := create.Version()
 	if !v.CreatorFromSender {
 		m, err := object(create.Content())
@@ -247,7 +252,8 @@ func requiredLevel(l *levels, evType string, isState bool) int64 {
 // removing one only its old value.
 // Spec: rooms/v10.md … v12.md "Authorization rules" rule 9 (v12: 10).
 func (c *checker) checkPowerLevels(current *levels, senderLevel int64) error {
-	next, rule, err := parseLevels(c.ev.Content(), true)
+	strict := strictLevelsMemo.Get(c.ev)
+	next, rule, err := strict.levels, strict.rule, strict.err
 	if err != nil {
 		return c.reject(rule, "%v", err)
 	}

@@ -4,18 +4,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // Event is one PDU: the exact bytes it arrived (or was built) with, plus the
 // common fields parsed out of them. Re-serialising an Event always yields
 // those bytes, so signatures and hashes keep verifying.
 //
-// An Event is immutable after Parse and safe for concurrent readers.
+// An Event is immutable after Parse and safe for concurrent readers. Values
+// derived from it can be stored on it with a Memo.
 type Event struct {
 	raw     []byte
 	version *RoomVersion
 	id      string
 	f       pduFields
+	memo    atomic.Pointer[memoEntry] // Memo values, see Memo.Get
 }
 
 // pduFields are the top-level PDU keys every room version 10–12 defines.
