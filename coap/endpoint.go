@@ -88,7 +88,10 @@ type Event struct {
 	// notifications: more events with this ID follow until RequestFailed,
 	// a final ResponseReceived without HasObserve, or Cancel.
 	HasObserve bool
-	Err        error
+	// Token is a RequestReceived's token: with Peer it names the
+	// observation a registration creates (NotifyObserver).
+	Token []byte
+	Err   error
 }
 
 // Datagram is one message for the caller to send.

@@ -108,60 +108,9 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	final := msg.Code>>5 != 2
 	obs := append([]*observer(nil), r.observers...)
 	for _, o := range obs {
-		o.p.lastActive = now
-		opts := append(message.Options(nil), msg.Options...)
-		if !final {
-			opts = opts.Set(uintOption(message.Observe, seq))
-		}
-		payload := msg.Payload
-		if len(payload) > e.BlockSize() {
-			// RFC 7641 §2 with RFC 7959 §2.6: the first block goes out, the
-			// client fetches the rest with Block2 requests.
-			e.cacheBody(now, o.p, o.key, &b2entry{code: msg.Code, opts: append(message.Options(nil), msg.Options...), body: payload})
-			opts = opts.Set(uintOption(message.Block2, Block{More: true, SZX: e.szx}.Uint32()))
-			opts = opts.Set(uintOption(message.Size2, uint32(len(payload))))
-			payload = payload[:e.BlockSize()]
-		}
-		con := confirmable || final || now.Sub(o.lastCON) >= ObserveConfirmableInterval || o.tx != nil
-		w := Wire{Token: o.token, Code: msg.Code, Options: opts, Payload: payload, Type: NON}
-		mid := o.p.mid()
-		w.MessageID = int32(mid)
-		if con {
-			w.Type = CON
-		}
-		data, err := Encode(nil, &w)
-		if err != nil {
+		if err := e.notifyOne(now, o, msg, seq, confirmable, final); err != nil {
 			return 0, fmt.Errorf("coap: notify %s: %w", path, err)
 		}
-		if !con {
-			o.nonMIDs[o.nonN%len(o.nonMIDs)] = mid
-			o.nonN++
-			e.emit(o.p.id, data)
-			continue
-		}
-		o.lastCON = now
-		o.ending = final
-		if old := o.tx; old != nil && !old.done {
-			// Replace the one queued or in flight: new MID and bytes, same
-			// timers and retransmission counter.
-			delete(o.p.pending, old.mid)
-			old.mid, old.data = mid, data
-			o.p.pending[mid] = old
-			continue
-		}
-		tx := &transmission{p: o.p, mid: mid, data: data}
-		tok := string(o.token)
-		tx.onDone = func(now time.Time, ack *Wire, err error) {
-			if o.tx == tx {
-				o.tx = nil
-			}
-			if err != nil || o.ending {
-				// Timeout or Reset: the client is gone (RFC 7641 §4.5).
-				e.removeObserver(now, o.p, tok)
-			}
-		}
-		o.tx = tx
-		e.sendCON(now, tx)
 	}
 	if final {
 		for _, o := range obs {
@@ -171,6 +120,94 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 		}
 	}
 	return len(obs), nil
+}
+
+// notifyOne sends msg, with sequence number seq, to one observer.
+func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint32, confirmable, final bool) error {
+	o.p.lastActive = now
+	opts := append(message.Options(nil), msg.Options...)
+	if !final {
+		opts = opts.Set(uintOption(message.Observe, seq))
+	}
+	payload := msg.Payload
+	if len(payload) > e.BlockSize() {
+		// RFC 7641 §2 with RFC 7959 §2.6: the first block goes out, the
+		// client fetches the rest with Block2 requests.
+		e.cacheBody(now, o.p, o.key, &b2entry{code: msg.Code, opts: append(message.Options(nil), msg.Options...), body: payload})
+		opts = opts.Set(uintOption(message.Block2, Block{More: true, SZX: e.szx}.Uint32()))
+		opts = opts.Set(uintOption(message.Size2, uint32(len(payload))))
+		payload = payload[:e.BlockSize()]
+	}
+	con := confirmable || final || now.Sub(o.lastCON) >= ObserveConfirmableInterval || o.tx != nil
+	w := Wire{Token: o.token, Code: msg.Code, Options: opts, Payload: payload, Type: NON}
+	mid := o.p.mid()
+	w.MessageID = int32(mid)
+	if con {
+		w.Type = CON
+	}
+	data, err := Encode(nil, &w)
+	if err != nil {
+		return err
+	}
+	if !con {
+		o.nonMIDs[o.nonN%len(o.nonMIDs)] = mid
+		o.nonN++
+		e.emit(o.p.id, data)
+		return nil
+	}
+	o.lastCON = now
+	o.ending = final
+	if old := o.tx; old != nil && !old.done {
+		// Replace the one queued or in flight: new MID and bytes, same
+		// timers and retransmission counter.
+		delete(o.p.pending, old.mid)
+		old.mid, old.data = mid, data
+		o.p.pending[mid] = old
+		return nil
+	}
+	tx := &transmission{p: o.p, mid: mid, data: data}
+	tok := string(o.token)
+	tx.onDone = func(now time.Time, ack *Wire, err error) {
+		if o.tx == tx {
+			o.tx = nil
+		}
+		if err != nil || o.ending {
+			// Timeout or Reset: the client is gone (RFC 7641 §4.5).
+			e.removeObserver(now, o.p, tok)
+		}
+	}
+	o.tx = tx
+	e.sendCON(now, tx)
+	return nil
+}
+
+// Observing reports whether peer still observes one of our resources
+// with the registration that used token.
+func (e *Endpoint) Observing(peer Peer, token []byte) bool {
+	p := e.peers[peer]
+	return p != nil && p.observers[string(token)] != nil
+}
+
+// NotifyObserver sends msg to the one observer registered by peer with
+// token (RFC 7641 §4.2): for resources whose representation differs per
+// client, such as a Matrix /sync. It reports false when that observer is
+// gone (deregistered, reset or timed out). A non-2.xx msg ends the
+// observation.
+func (e *Endpoint) NotifyObserver(now time.Time, peer Peer, token []byte, msg *Message, confirmable bool) (bool, error) {
+	p := e.peers[peer]
+	if p == nil || p.observers[string(token)] == nil {
+		return false, nil
+	}
+	o := p.observers[string(token)]
+	e.obsSeq = (e.obsSeq + 1) & observeSeqMask
+	final := msg.Code>>5 != 2
+	if err := e.notifyOne(now, o, msg, e.obsSeq, confirmable, final); err != nil {
+		return false, fmt.Errorf("coap: notify %s: %w", o.path, err)
+	}
+	if final && o.tx == nil {
+		e.removeObserver(now, p, string(o.token))
+	}
+	return true, nil
 }
 
 // observeFresh implements RFC 7641 §3.4: is a notification with sequence v2

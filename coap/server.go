@@ -92,7 +92,7 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 	}
 	msg.Options = stripBlockOptions(msg.Options)
 	in.path = msg.Path()
-	ev := Event{Kind: RequestReceived, Peer: p.id, Msg: msg}
+	ev := Event{Kind: RequestReceived, Peer: p.id, Msg: msg, Token: in.token}
 	if obs, err := m.Options.Observe(); err == nil && m.Code == codes.GET {
 		switch obs {
 		case 0:

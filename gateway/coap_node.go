@@ -27,6 +27,15 @@ type CoAPRequest struct {
 	// resource (RFC 7641 §2); a 2.xx answer registers it, and later
 	// CoAPNode.Notify calls reach the client.
 	Observe bool
+	// Token is the request's CoAP token; with Peer it names the
+	// observation a registration creates.
+	Token []byte
+	// Notify, set when Observe is, sends a confirmable notification to
+	// this observer alone once the registration is answered (RFC 7641
+	// §4.2; for per-client representations such as /sync). A nil message
+	// sends nothing. done, if set, learns whether the observer was still
+	// registered; it runs on the node's loop, like reply.
+	Notify func(m *coap.Message, done func(alive bool))
 }
 
 // CoAPHandler answers requests for one resource. ServeCoAP runs on the
@@ -70,8 +79,11 @@ type CoAPNodeConfig struct {
 	CoAP coap.Config
 	// Noise secures every datagram; nil means plain CoAP, which the node
 	// speaks only with loopback addresses.
-	Noise  *noise.Endpoint[netip.AddrPort]
-	Logger *slog.Logger
+	Noise *noise.Endpoint[netip.AddrPort]
+	// Fallback serves every path that no resource matches (the Matrix API
+	// front door); nil answers them 4.04.
+	Fallback CoAPHandler
+	Logger   *slog.Logger
 }
 
 // ErrNotLoopback refuses plain CoAP with a non-loopback address.
@@ -88,8 +100,9 @@ type CoAPNode struct {
 	ep    *coap.Endpoint
 	nz    *noise.Endpoint[netip.AddrPort]
 	log   *slog.Logger
-	res   []CoAPResource
-	byKey map[string]*CoAPResource
+	res      []CoAPResource
+	byKey    map[string]*CoAPResource
+	fallback CoAPHandler
 	// waiting maps our request IDs to the callbacks for their outcome.
 	waiting map[uint64]func(coap.Event)
 	out     []UDPDatagram
@@ -105,7 +118,7 @@ func NewCoAPNode(cfg CoAPNodeConfig, resources ...CoAPResource) (*CoAPNode, erro
 		return nil, fmt.Errorf("gateway: coap node: %w", err)
 	}
 	n := &CoAPNode{ep: ep, nz: cfg.Noise, log: cfg.Logger, byKey: map[string]*CoAPResource{},
-		waiting: map[uint64]func(coap.Event){}}
+		fallback: cfg.Fallback, waiting: map[uint64]func(coap.Event){}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -323,13 +336,32 @@ func (n *CoAPNode) serve(ev coap.Event) {
 		reply(m)
 		return
 	}
-	r := n.byKey[path]
-	if r == nil {
+	h := n.fallback
+	if r := n.byKey[path]; r != nil {
+		h = r.Handler
+	}
+	if h == nil {
 		reply(coap.Message{Code: codes.NotFound})
 		return
 	}
-	req := &CoAPRequest{Peer: string(ev.Peer), Msg: ev.Msg, Observe: ev.HasObserve && ev.Observe == 0}
-	r.Handler.ServeCoAP(req, reply)
+	req := &CoAPRequest{Peer: string(ev.Peer), Msg: ev.Msg, Observe: ev.HasObserve && ev.Observe == 0, Token: ev.Token}
+	if req.Observe {
+		peer, tok := ev.Peer, ev.Token
+		req.Notify = func(m *coap.Message, done func(bool)) {
+			alive := n.ep.Observing(peer, tok)
+			if m != nil && alive {
+				var err error
+				if alive, err = n.ep.NotifyObserver(n.now, peer, tok, m, true); err != nil {
+					n.log.Debug("gateway: coap notify", "peer", peer, "err", err)
+				}
+				n.pump()
+			}
+			if done != nil {
+				done(alive)
+			}
+		}
+	}
+	h.ServeCoAP(req, reply)
 }
 
 func queries(opts message.Options) []string {

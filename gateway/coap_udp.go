@@ -42,6 +42,7 @@ type UDPServer struct {
 	queue     []func()
 	datagrams int    // received datagrams queued
 	dropped   uint64 // received datagrams dropped because the loop lagged
+	traffic   Traffic
 	wake      chan struct{}
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -84,9 +85,16 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 	}
 	// Handlers may answer from any goroutine: route their replies through
 	// the loop.
-	for i := range node.res {
-		h := node.res[i].Handler
-		node.res[i].Handler = CoAPHandlerFunc(func(req *CoAPRequest, reply func(coap.Message)) {
+	viaLoop := func(h CoAPHandler) CoAPHandler {
+		return CoAPHandlerFunc(func(req *CoAPRequest, reply func(coap.Message)) {
+			if notify := req.Notify; notify != nil {
+				req.Notify = func(m *coap.Message, done func(bool)) {
+					s.post(func() {
+						s.node.now = s.clk.Now()
+						notify(m, done)
+					})
+				}
+			}
 			h.ServeCoAP(req, func(m coap.Message) {
 				s.post(func() {
 					s.node.now = s.clk.Now() // a late answer is sent at its own time
@@ -94,7 +102,13 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 				})
 			})
 		})
+	}
+	for i := range node.res {
+		node.res[i].Handler = viaLoop(node.res[i].Handler)
 		node.byKey[node.res[i].Path] = &node.res[i]
+	}
+	if node.fallback != nil {
+		node.fallback = viaLoop(node.fallback)
 	}
 	s.wg.Add(2)
 	go s.readLoop()
@@ -110,6 +124,20 @@ func (s *UDPServer) Dropped() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dropped
+}
+
+// Traffic counts datagrams and their bytes (UDP payload: CoAP, and Noise
+// when secured; no IP or UDP headers).
+type Traffic struct {
+	SentDatagrams, SentBytes uint64
+	RecvDatagrams, RecvBytes uint64
+}
+
+// Traffic returns the counters so far.
+func (s *UDPServer) Traffic() Traffic {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.traffic
 }
 
 // Node returns the node; touch it only inside Run.
@@ -200,6 +228,10 @@ func (s *UDPServer) readLoop() {
 			continue
 		}
 		data := append([]byte(nil), buf[:n]...)
+		s.mu.Lock()
+		s.traffic.RecvDatagrams++
+		s.traffic.RecvBytes += uint64(n)
+		s.mu.Unlock()
 		if !s.postDatagram(func() {
 			if err := s.node.Receive(s.clk.Now(), from, data); err != nil {
 				s.log.Debug("gateway: coap receive", "from", from, "err", err)
@@ -242,7 +274,12 @@ func (s *UDPServer) flush() {
 	for _, d := range s.node.Outgoing() {
 		if _, err := s.conn.WriteToUDPAddrPort(d.Data, d.To); err != nil {
 			s.log.Debug("gateway: coap udp write", "to", d.To, "err", err)
+			continue
 		}
+		s.mu.Lock()
+		s.traffic.SentDatagrams++
+		s.traffic.SentBytes += uint64(len(d.Data))
+		s.mu.Unlock()
 	}
 	at, ok := s.node.NextDeadline()
 	if !ok || (s.timer != nil && at.Equal(s.at)) {

@@ -23,7 +23,8 @@ import (
 //   - path: the escaped request path, untouched, so "%2F" inside a path
 //     parameter survives; query: decoded;
 //   - access token: "Authorization: Bearer TOKEN", else the deprecated
-//     access_token query parameter;
+//     access_token query parameter; the raw Authorization header and the
+//     request target as sent are passed on for X-Matrix verification;
 //   - body: read up to the node's max_request_bytes; beyond it 413
 //     M_TOO_LARGE without reading further;
 //   - CORS: every response carries the headers the spec's "Web Browser
@@ -64,8 +65,11 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Path:     r.URL.EscapedPath(),
 		Query:    r.URL.Query(),
 		RemoteIP: remoteIP(r.RemoteAddr),
+		// The target as sent, which an X-Matrix signature covers.
+		URI: r.RequestURI,
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
+		req.Authorization = auth
 		scheme, tok, ok := strings.Cut(auth, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			req.AccessToken = strings.TrimSpace(tok)

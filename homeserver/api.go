@@ -32,6 +32,25 @@ type Request struct {
 	// RemoteIP is the client's address without the port, for per-IP rate
 	// limiting; empty when unknown.
 	RemoteIP string
+	// Authorization is the raw Authorization header ("X-Matrix origin=…"
+	// on federation requests); empty when none was sent.
+	Authorization string
+	// URI is the request target exactly as sent (path and query,
+	// percent-encoding intact), which an X-Matrix signature covers. When
+	// empty, Path plus the re-encoded Query stands in for it.
+	URI string
+}
+
+// RequestURI is the request target an X-Matrix signature covers: URI when
+// the front door filled it, else Path and the encoded Query.
+func (r *Request) RequestURI() string {
+	if r.URI != "" {
+		return r.URI
+	}
+	if len(r.Query) == 0 {
+		return r.Path
+	}
+	return r.Path + "?" + r.Query.Encode()
 }
 
 // Response is the node's answer to a Request. Body is marshalled as JSON by
@@ -104,6 +123,7 @@ const (
 	ErrCodeInvalidParam    = "M_INVALID_PARAM"
 	ErrCodeUserDeactivated = "M_USER_DEACTIVATED"
 	ErrCodeWeakPassword    = "M_WEAK_PASSWORD"
+	ErrCodeUnauthorized    = "M_UNAUTHORIZED"
 )
 
 // AuthMode says how a route authenticates its caller.
@@ -118,6 +138,14 @@ const (
 	// AuthOptional: a token is checked when present (an invalid one fails
 	// as with AuthUser); without one the call goes ahead anonymously.
 	AuthOptional
+	// AuthFederation: the request must carry a valid X-Matrix signature
+	// addressed to this server (server-server-api "Request
+	// Authentication"); Call.Origin is set. Keys the node does not know
+	// are fetched from the origin first, so the handler may run later.
+	// Failures are 401 M_UNAUTHORIZED (missing, malformed, wrong
+	// destination) or 401 M_FORBIDDEN (unknown or expired key, bad
+	// signature).
+	AuthFederation
 )
 
 // Route is one API endpoint.
@@ -150,6 +178,9 @@ type Call struct {
 	Admin bool
 	// AccessToken is the token the caller authenticated with.
 	AccessToken string
+	// Origin is the server that signed the request, for AuthFederation
+	// routes (its X-Matrix signature has been verified).
+	Origin string
 
 	node     *Node
 	id       uint64 // key in Node.pending; 0 for calls never registered

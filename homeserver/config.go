@@ -2,9 +2,12 @@ package homeserver
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +33,18 @@ type Config struct {
 	// CoAPAddr is the CoAP-over-Noise UDP listener (host:port); empty
 	// disables it.
 	CoAPAddr string `yaml:"coap_addr"`
+	// WellKnownServer, when set, is served as {"m.server": …} at
+	// /.well-known/matrix/server: the host[:port] that federation traffic
+	// for ServerName goes to (server-server-api "Server discovery").
+	WellKnownServer string `yaml:"well_known_server"`
+	// WellKnownClient, when set, is served as {"m.homeserver": {"base_url":
+	// …}} at /.well-known/matrix/client (client-server-api "Well-known
+	// URIs").
+	WellKnownClient string `yaml:"well_known_client"`
+	// KeyNotaries are asked, in order, for a server's signing keys when
+	// the server itself does not answer (server-server-api "Querying Keys
+	// Through Another Server"). Empty: direct fetches only.
+	KeyNotaries []KeyNotary `yaml:"key_notaries"`
 	// FederationTLSInsecure skips certificate checks on outbound federation
 	// (test setups with self-signed peers only).
 	FederationTLSInsecure bool `yaml:"federation_tls_insecure"`
@@ -44,6 +59,10 @@ type Config struct {
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
 
+	// Mesh configures the CoAP/Noise listener: pins, trust on first use,
+	// clients, the plain-CoAP debug listener (config_mesh.go).
+	Mesh MeshConfig `yaml:"mesh"`
+
 	Registration RegistrationConfig `yaml:"registration"`
 	RateLimit    RateLimitConfig    `yaml:"rate_limit"`
 
@@ -56,6 +75,29 @@ type Config struct {
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
+}
+
+// KeyNotary is a trusted key notary with its verify keys pinned.
+type KeyNotary struct {
+	ServerName string `yaml:"server_name"`
+	// VerifyKeys maps key IDs ("ed25519:…") to unpadded base64 public keys.
+	VerifyKeys map[string]string `yaml:"verify_keys"`
+}
+
+// Keys decodes the notary's verify keys.
+func (k KeyNotary) Keys() (map[string]ed25519.PublicKey, error) {
+	if len(k.VerifyKeys) == 0 {
+		return nil, fmt.Errorf("key notary %q: no verify_keys", k.ServerName)
+	}
+	out := make(map[string]ed25519.PublicKey, len(k.VerifyKeys))
+	for id, b64 := range k.VerifyKeys {
+		raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(b64, "="))
+		if !strings.HasPrefix(id, "ed25519:") || err != nil || len(raw) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("key notary %q: verify key %q: want ed25519:ID and 32 bytes of base64", k.ServerName, id)
+		}
+		out[id] = raw
+	}
+	return out, nil
 }
 
 // RegistrationConfig controls account creation.
@@ -102,6 +144,7 @@ func DefaultConfig(serverName string) *Config {
 		NoiseKeyFile:    "noise.key",
 		TLSCert:         "tls.crt",
 		TLSKey:          "tls.key",
+		Mesh:            MeshConfig{AcceptClients: true},
 		MaxRequestBytes: 1 << 20,
 		BcryptCost:      10,
 		LogLevel:        "info",
@@ -139,6 +182,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: bad port", a.name, a.v))
 		}
 	}
+	if c.WellKnownServer != "" {
+		if err := ValidateServerName(c.WellKnownServer); err != nil {
+			errs = append(errs, fmt.Errorf("well_known_server: %w", err))
+		}
+	}
+	if c.WellKnownClient != "" {
+		if u, err := url.Parse(c.WellKnownClient); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("well_known_client %q: want an http(s) base URL", c.WellKnownClient))
+		}
+	}
+	for _, kn := range c.KeyNotaries {
+		if err := ValidateServerName(kn.ServerName); err != nil {
+			errs = append(errs, fmt.Errorf("key_notaries: %w", err))
+		}
+		if _, err := kn.Keys(); err != nil {
+			errs = append(errs, fmt.Errorf("key_notaries: %w", err))
+		}
+	}
+	errs = append(errs, c.Mesh.validate()...)
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		errs = append(errs, fmt.Errorf("bcrypt_cost %d: must be %d–%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
 	}
@@ -259,6 +321,19 @@ client_addr: {{call .Q .ClientAddr}}
 federation_addr: {{call .Q .FederationAddr}}
 # CoAP over Noise (UDP) listener for mesh peers and low-bandwidth clients.
 coap_addr: {{call .Q .CoAPAddr}}
+# Served at /.well-known/matrix/server as {"m.server": ...} when not empty:
+# the host[:port] other servers should send federation traffic to.
+well_known_server: {{call .Q .WellKnownServer}}
+# Served at /.well-known/matrix/client as the client base URL when not empty.
+well_known_client: {{call .Q .WellKnownClient}}
+# Servers asked, in order, for another server's signing keys when that
+# server does not answer itself. Each entry:
+#   - server_name: notary.example.org
+#     verify_keys: {"ed25519:KEYID": "UNPADDED-BASE64-PUBLIC-KEY"}
+key_notaries:{{range .KeyNotaries}}
+  - server_name: {{call $.Q .ServerName}}
+    verify_keys:{{range $id, $k := .VerifyKeys}}
+      {{call $.Q $id}}: {{call $.Q $k}}{{end}}{{end}}
 # Accept any certificate from federation peers. Only for test networks.
 federation_tls_insecure: {{.FederationTLSInsecure}}
 
@@ -272,6 +347,24 @@ noise_key: {{call .Q .NoiseKeyFile}}
 # replace with real ones to federate with the public network).
 tls_cert: {{call .Q .TLSCert}}
 tls_key: {{call .Q .TLSKey}}
+
+mesh:
+  # Accept mesh servers that are not pinned below, pinning the keys they
+  # present on first contact. Off: pin peers with "mxmesh peer add".
+  trust_on_first_use: {{.Mesh.TrustOnFirstUse}}
+  # Let low-bandwidth clients that pinned this server's key token open
+  # Noise sessions (they still log in with an access token).
+  accept_clients: {{.Mesh.AcceptClients}}
+  # A second CoAP listener WITHOUT Noise, for debugging with standard CoAP
+  # tools; loopback ip:port only. Empty disables it.
+  plain_coap_addr: {{call .Q .Mesh.PlainCoAPAddr}}
+  # Pinned mesh peers: name, CoAP/Noise address, key token from
+  # "mxmesh peer show" on the peer, and mutual (it pinned us too).
+  peers:{{range .Mesh.Peers}}
+    - name: {{call $.Q .Name}}
+      addr: {{call $.Q .Addr}}
+      key: {{call $.Q .Key}}
+      mutual: {{.Mutual}}{{end}}
 
 registration:
   # Let anyone create an account (m.login.dummy). Closed by default; use

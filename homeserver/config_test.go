@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -21,7 +22,7 @@ func TestConfigRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse written config: %v\n%s", err, data)
 	}
-	if *got != *c {
+	if !reflect.DeepEqual(got, c) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", *got, *c)
 	}
 }

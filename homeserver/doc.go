@@ -1,5 +1,5 @@
-// Package homeserver is an mxmesh node: the Matrix Client-Server (and,
-// later, federation) API defined once, served by whichever front door
+// Package homeserver is an mxmesh node: the Matrix Client-Server and
+// Server-Server (federation) APIs defined once, served by whichever front door
 // (HTTP in gateway, CoAP/Noise) translates requests into it.
 //
 // # Runtime model
@@ -52,4 +52,74 @@
 //
 // NOTSPEC: refresh tokens are not issued (refresh_token is never returned);
 // access tokens do not expire.
+//
+// # Federation
+//
+// Spec: server-server-api. The node reaches other servers only through
+// the Remote it is given (Options.Remote; DESIGN.md "The runtime model"):
+//
+//	Remote.Do(dest, OutboundRequest{Method, URI, Body, Unsigned}, done)
+//
+// Do returns at once; done(OutboundResponse{Status, Body}, err) runs later
+// inside the loop (never inside Do). err is nil for 2xx, a *RemoteError
+// for other answers, anything else for transport failures. The Remote signs
+// with X-Matrix. Implementations: gateway.FederationRemote (HTTPS with
+// server discovery and TLS; answers posted into the Loop) and
+// MemoryNetwork (in process, FIFO-queued, driven by Step/Run: tests and
+// the simulator). A node without a Remote fails every request.
+//
+// Inbound: routes with Auth AuthFederation are authenticated in Dispatch
+// before the handler runs: xmatrix.Verify with destination = our server
+// name, keys from a keys.Cache over SQLite (store.ServerKeys). An unknown or
+// expired key makes the node fetch the origin's /_matrix/key/v2/server
+// through the Remote (one fetch per server in flight, at most one a minute)
+// and retry; the call waits in the loop meanwhile. Failures: 401
+// M_UNAUTHORIZED (no/malformed header, other destination) or 401
+// M_FORBIDDEN (unknown/expired key, bad signature). Call.Origin is the
+// authenticated server.
+//
+// Endpoints here: /_matrix/key/v2/server (with the Noise key binding when
+// Options.NoiseKey is set), /_matrix/key/v2/query (notary: POST and GET;
+// missing servers are fetched first), /_matrix/federation/v1/version,
+// /.well-known/matrix/server and /client (when configured),
+// /_matrix/federation/v1/send/{txnId}, query/profile, query/directory,
+// publicRooms, user/devices, user/keys/query and user/keys/claim. Client
+// requests about other servers' users and aliases (GET
+// /profile/@u:remote, GET /directory/room/#a:remote) are answered over
+// federation through Node.Intercept in front of the local handlers.
+//
+// Seams for the room half of federation (Node.Federation()):
+//
+//   - SetPDUHandler(h): h(origin, pdu, done) receives each PDU of an
+//     inbound transaction, in order, and calls done(eventID, err) once.
+//     Without a handler each PDU is answered with an error; a PDU whose
+//     event ID cannot be computed (room unknown here) is left out of the
+//     answer.
+//   - HandleEDU(type, h): EDU handlers (m.typing and m.receipt are
+//     installed; presence, device lists, to-device and signing key updates
+//     are checked and dropped until their storage exists).
+//   - SendPDU(dests, pdu) / SendEDU(dests, type, content): queue for
+//     delivery; SetCatchUp(h): h(dest) runs when a destination answers
+//     again after failures, to queue the forward extremities.
+//   - Do / DoJSON: one-off requests (make_join, get_missing_events, …);
+//     EventKey: an event signing key, fetched when unknown.
+//   - ServerAllowed(aclContent, server): m.room.server_acl evaluation.
+//
+// Outbound queues: every PDU/EDU is a row in federation_outbound (SQLite)
+// per destination, so queues survive restarts. One transaction in flight
+// per destination, at most 50 PDUs and 100 EDUs; its ID is derived from
+// the seqs it carries, so a retry reuses it and the receiver answers
+// without applying twice. Failures back off exponentially (5 s doubling to
+// 1 h, random in [d/2, d) from the node RNG, on the node clock; state in
+// federation_destinations). An inbound transaction from a backed-off
+// destination retries it at once.
+//
+// Inbound transactions: the body's origin must equal the X-Matrix origin
+// (403), at most 50 PDUs and 100 EDUs (400 M_TOO_LARGE), PDUs of at most
+// 65536 bytes (per-PDU error). (origin, txnId) answers are kept 24 h:
+// a replay gets the same answer and nothing is re-applied; a copy arriving
+// while the first is still processed waits for its answer.
+//
+// NOTSPEC: a transaction body is bounded by max_request_bytes (1 MiB by
+// default) like every request, below the 50 × 64 KiB the PDU limits allow.
 package homeserver

@@ -13,7 +13,12 @@ func (rs *roomsModule) messagesRoutes() []Route {
 	return []Route{{Method: "GET", Pattern: "/_matrix/client/v3/rooms/{roomId}/messages", Auth: AuthUser, Handle: rs.handleMessages}}
 }
 
-func (rs *roomsModule) handleMessages(c *Call) {
+func (rs *roomsModule) handleMessages(c *Call) { rs.messages(c, false) }
+
+// messages serves /messages. When paging backwards runs out of local
+// history in a room shared with other servers, older events are backfilled
+// first (fedroom_backfill.go) and the request is served again.
+func (rs *roomsModule) messages(c *Call, backfilled bool) {
 	roomID := c.Req.Vars["roomId"]
 	q := c.Req.Query
 	dir := q.Get("dir")
@@ -51,7 +56,7 @@ func (rs *roomsModule) handleMessages(c *Call) {
 	visUpTo = min(visUpTo, rs.pos)
 	var from, to streamToken
 	if s := q.Get("from"); s != "" {
-		if from, err = parseStreamToken(s); err != nil {
+		if from, err = parsePageToken(s); err != nil {
 			c.Fail(err)
 			return
 		}
@@ -60,7 +65,7 @@ func (rs *roomsModule) handleMessages(c *Call) {
 	}
 	hasTo := false
 	if s := q.Get("to"); s != "" {
-		if to, err = parseStreamToken(s); err != nil {
+		if to, err = parsePageToken(s); err != nil {
 			c.Fail(err)
 			return
 		}
@@ -87,6 +92,15 @@ func (rs *roomsModule) handleMessages(c *Call) {
 	more := len(rows) > limit
 	if more {
 		rows = rows[:limit]
+	}
+	if fr := fedRoomsOf(rs.n); fr != nil && !forward && !more && !backfilled && !hasTo && lo == historyStart {
+		fr.backfill(roomID, limit, func(added bool) {
+			if c.Done() {
+				return
+			}
+			rs.messages(c, true)
+		})
+		return
 	}
 	view := rs.viewFor(c, true)
 	chunk, err := rs.clientEvents(rows, view)

@@ -31,6 +31,13 @@ type Options struct {
 	// node directly (tests on a fake clock, the simulator), in which case
 	// callbacks run where the clock fires them.
 	Loop *Loop
+	// Remote carries the node's requests to other servers (federation.go).
+	// Nil means the node cannot reach anyone: outbound requests fail at
+	// once and stay queued where the protocol queues them.
+	Remote Remote
+	// NoiseKey is the node's Noise static public key (32 bytes), published
+	// in its server key response; nil leaves it out.
+	NoiseKey []byte
 }
 
 // Node is one homeserver: it owns all of its state and is driven from a
@@ -45,7 +52,12 @@ type Node struct {
 	rng    *rand.ChaCha8
 	log    *slog.Logger
 	loop   *Loop
+	remote Remote
+	noise  []byte
 	routes []compiledRoute
+	// intercepts lets one module serve part of another module's route
+	// (see Intercept).
+	intercepts map[string]func(c *Call) bool
 
 	limitIP   *limiter
 	limitUser *limiter
@@ -81,6 +93,8 @@ func New(opts Options) (*Node, error) {
 		rng:      opts.RNG,
 		log:      opts.Logger,
 		loop:     opts.Loop,
+		remote:   opts.Remote,
+		noise:    opts.NoiseKey,
 		sessions: map[string]session{},
 		nonces:   map[string]time.Time{},
 		pending:  map[uint64]*Call{},
@@ -95,6 +109,9 @@ func New(opts Options) (*Node, error) {
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.remote == nil {
+		n.remote = noRemote{n}
 	}
 	rl := n.cfg.RateLimit
 	if rl.Enabled {
@@ -141,6 +158,21 @@ func (n *Node) AfterFunc(d time.Duration, f func()) clock.Timer {
 	}
 	loop := n.loop
 	return n.clock.AfterFunc(d, func() { _ = loop.Post(f) })
+}
+
+// Remote is the node's outbound seam to other servers.
+func (n *Node) Remote() Remote { return n.remote }
+
+// Intercept lets f serve calls to the route method+pattern before that
+// route's own handler: f returns true when it has taken the call (and will
+// answer it), false to let the route's handler run. The federation module
+// uses it to answer client requests about other servers' users and aliases
+// (GET /profile/@u:remote) in front of the local-only handlers.
+func (n *Node) Intercept(method, pattern string, f func(c *Call) bool) {
+	if n.intercepts == nil {
+		n.intercepts = map[string]func(c *Call) bool{}
+	}
+	n.intercepts[method+" "+pattern] = f
 }
 
 // SetModule stores a per-node component (rooms, sync, federation) under a
@@ -218,6 +250,12 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 		return c
 	}
 	req.Vars = vars
+	if route.Auth == AuthFederation {
+		// Servers are not rate limited per IP: one origin batches many
+		// users' traffic into few requests.
+		n.authenticateFederation(c, func() { n.call(route, c) })
+		return c
+	}
 	// Rate limits (client-server-api "Rate limiting"): authenticated calls
 	// count against their user, everything else against the remote IP
 	// (including failed token checks, so guessing tokens is limited too).
@@ -262,6 +300,9 @@ func (n *Node) call(route *compiledRoute, c *Call) {
 			c.Fail(fmt.Errorf("handler panic: %v", r))
 		}
 	}()
+	if f := n.intercepts[route.Method+" "+route.Pattern]; f != nil && f(c) {
+		return
+	}
 	route.Handle(c)
 }
 

@@ -189,7 +189,13 @@ func (rs *roomsModule) room(roomID string) (*roomCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", roomID, err)
 	}
-	ids, group, err := rs.st.LoadStateGroup(latest.StateAfter)
+	cur := latest.StateAfter
+	if g, err := rs.st.CurrentStateGroup(roomID); err == nil {
+		cur = g
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	ids, group, err := rs.st.LoadStateGroup(cur)
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", roomID, err)
 	}
@@ -284,6 +290,15 @@ type roomBatch struct {
 	wake    map[string]bool // users whose long polls to wake
 	rooms   map[string]bool // rooms with new events
 	newRoom *store.Room
+	// sent: events created here, with the servers to send them to once
+	// the batch has committed.
+	sent []outboundPDU
+}
+
+// outboundPDU is an event created here and the servers it goes to.
+type outboundPDU struct {
+	ev    *event.Event
+	dests []string
 }
 
 // write runs f as one batch. f must read the store only through b.t: the
@@ -317,6 +332,11 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 		}
 	}
 	rs.wakeUsers(b.wake)
+	if fr := fedRoomsOf(rs.n); fr != nil {
+		for _, o := range b.sent {
+			fr.broadcast(o.dests, o.ev)
+		}
+	}
 	return nil
 }
 
@@ -347,10 +367,10 @@ func forbidden(err error) error {
 // too-large event from a malformed one when building fails.
 const maxEnvelopeBytes = 2048
 
-// append builds, checks and stores one event in rm (rm.id is empty for a
-// room version 12 room whose create event this is: the ID comes from it).
-func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) {
-	rs := b.rs
+// buildEvent builds and signs an event of a local user in rm (prev_events:
+// the forward extremities; auth_events: chosen from the current state),
+// without checking or storing it.
+func (rs *roomsModule) buildEvent(rm *roomCache, spec eventSpec) (*event.Event, error) {
 	n := rs.n
 	content := spec.Content
 	if len(content) == 0 {
@@ -385,6 +405,23 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 		}
 		return nil, Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err)
 	}
+	return ev, nil
+}
+
+// append builds, checks and stores one event in rm (rm.id is empty for a
+// room version 12 room whose create event this is: the ID comes from it).
+func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) {
+	rs := b.rs
+	ev, err := rs.buildEvent(rm, spec)
+	if err != nil {
+		return nil, err
+	}
+	sk := ""
+	if spec.StateKey != nil {
+		sk = *spec.StateKey
+	}
+	prev := append([]string{}, rm.extremities...)
+	depth := ev.Depth()
 	if rm.id == "" {
 		rm.id = ev.RoomID()
 	}
@@ -401,6 +438,7 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 			return nil, err
 		}
 	}
+	serversBefore := roomServers(rm.state)
 	pos := b.pos + 1
 	row := store.EventRow{
 		Pos: pos, EventID: ev.ID(), RoomID: rm.id, Type: ev.Type(), StateKey: spec.StateKey,
@@ -423,6 +461,9 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 		row.StateAfter = g.ID
 		rm.group, rm.stateIDs = g, next
 		rm.state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
+		if err := b.t.SetCurrentState(rm.id, g.ID); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.t.InsertEvent(row, prev); err != nil {
 		return nil, err
@@ -453,6 +494,11 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 	rm.lastPos = pos
 	b.pos = pos
 	b.rooms[rm.id] = true
+	if fr := fedRoomsOf(rs.n); fr != nil {
+		if dests := fr.destinations(serversBefore, ev, rm.state); len(dests) > 0 {
+			b.sent = append(b.sent, outboundPDU{ev: ev, dests: dests})
+		}
+	}
 	return ev, nil
 }
 

@@ -5,9 +5,8 @@ package homeserver
 // "Joined rooms"; the membership events are checked by the authorization
 // rules (rooms/v10.md "Authorization rules", m.room.member).
 //
-// NOTSPEC: joining a room this server does not know (over federation) is
-// not implemented yet; it answers 404 M_NOT_FOUND. Invites of users on
-// other servers are stored in the room but not sent to their server.
+// Joining a room this server is not in, inviting users of other servers
+// and rejecting invites to remote rooms go over federation (fedroom_join.go).
 
 import (
 	"errors"
@@ -66,6 +65,19 @@ func (rs *roomsModule) handleJoin(c *Call) {
 	if err != nil {
 		c.Fail(err)
 		return
+	}
+	if fr := fedRoomsOf(rs.n); fr != nil && !fr.inRoom(roomID) {
+		via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
+		if servers := fr.joinServers(roomID, c.UserID, via); len(servers) > 0 {
+			fr.remoteJoin(roomID, c.UserID, body.Reason, servers, func(err error) {
+				if err != nil {
+					c.Fail(err)
+					return
+				}
+				c.Reply(200, map[string]string{"room_id": roomID})
+			})
+			return
+		}
 	}
 	if err := rs.join(roomID, c.UserID, body.Reason); err != nil {
 		c.Fail(err)
@@ -162,6 +174,16 @@ func (rs *roomsModule) handleTargetMembership(action string) func(c *Call) {
 				c.Reply(200, struct{}{})
 				return
 			}
+			if fr := fedRoomsOf(rs.n); fr != nil && serverOf(body.UserID) != rs.n.ServerName() {
+				fr.remoteInvite(roomID, c.UserID, body.UserID, memberContent(auth.Invite, store.Profile{}, body.Reason, false), func(err error) {
+					if err != nil {
+						c.Fail(err)
+						return
+					}
+					c.Reply(200, struct{}{})
+				})
+				return
+			}
 			p, err := rs.st.Profile(body.UserID)
 			if err != nil {
 				c.Fail(err)
@@ -197,6 +219,16 @@ func (rs *roomsModule) handleLeave(c *Call) {
 	var body reasonBody
 	if err := c.DecodeJSON(&body); err != nil {
 		c.Fail(err)
+		return
+	}
+	if fr := fedRoomsOf(rs.n); fr != nil && rs.membership(roomID, c.UserID) == auth.Invite && !fr.inRoom(roomID) {
+		fr.rejectRemoteInvite(roomID, c.UserID, body.Reason, func(err error) {
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			c.Reply(200, struct{}{})
+		})
 		return
 	}
 	switch rs.membership(roomID, c.UserID) {

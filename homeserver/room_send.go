@@ -149,6 +149,10 @@ func (rs *roomsModule) checkCanonicalAlias(roomID string, content json.RawMessag
 	return nil
 }
 
+// historyStart is below every stream position: backfilled events have
+// negative positions (fedroom_join.go), older the further back they are.
+const historyStart int64 = math.MinInt64
+
 // visibleRange is the stream positions of a room's events the user may
 // read: (from, upTo]. Spec: client-server-api "History visibility".
 // NOTSPEC: visibility is judged by the user's current membership and the
@@ -169,12 +173,12 @@ func (rs *roomsModule) visibleRange(roomID, userID string) (from, upTo int64, er
 	}
 	m, ok := rs.members[roomID][userID]
 	if vis == "world_readable" && (!ok || m.Membership != auth.Ban) {
-		return 0, math.MaxInt64, nil
+		return historyStart, math.MaxInt64, nil
 	}
 	if !ok || m.Forgotten {
 		return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
 	}
-	from = 0
+	from = historyStart
 	if vis == "joined" || vis == "invited" {
 		from = m.Pos - 1
 	}
@@ -182,7 +186,7 @@ func (rs *roomsModule) visibleRange(roomID, userID string) (from, upTo int64, er
 	case auth.Join:
 		return from, math.MaxInt64, nil
 	case auth.Leave, auth.Ban:
-		if from == 0 && vis != "shared" {
+		if from == historyStart && vis != "shared" {
 			return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
 		}
 		return from, m.Pos, nil

@@ -7,4 +7,5 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	infoRoutes,
 	accountRoutes,
 	roomRoutes,
+	federationRoutes,
 }

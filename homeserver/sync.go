@@ -573,6 +573,9 @@ func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any 
 // (or has knocked on), as of their membership event.
 func (rs *roomsModule) syncInvited(roomID string, m store.Membership) (*invitedRoom, error) {
 	rm, err := rs.room(roomID)
+	if isNotFoundOr404(err) {
+		return rs.syncRemoteInvite(roomID, m)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,8 @@ import (
 // the rows, so tokens survive restarts): the token stands between the item
 // at POS and the next one. TYPING is the typing serial (in memory; each
 // run's serials start above the previous run's, at the boot time in ms).
-// Pagination tokens (/messages, prev_batch) carry only POS.
+// Pagination tokens (/messages, prev_batch) carry only POS, which is
+// negative inside history backfilled from other servers.
 type streamToken struct {
 	pos    int64
 	typing int64
@@ -46,4 +47,17 @@ func parseStreamToken(s string) (streamToken, error) {
 		}
 	}
 	return t, nil
+}
+
+// parsePageToken is parseStreamToken for /messages' from and to, which may
+// also point into backfilled history (a negative position, "s-17").
+func parsePageToken(s string) (streamToken, error) {
+	if rest, ok := strings.CutPrefix(s, "s-"); ok && !strings.Contains(rest, "_") {
+		pos, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil || pos <= 0 {
+			return streamToken{}, Errorf(400, ErrCodeInvalidParam, "invalid token %q", s)
+		}
+		return streamToken{pos: -pos}, nil
+	}
+	return parseStreamToken(s)
 }

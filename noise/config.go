@@ -20,6 +20,7 @@ const (
 	DefaultHandshakeRate     = 50 // message-1s per second before cookies are required
 	DefaultSourceRate        = 5  // message-1s per second per source address
 	DefaultMaxQueued         = 16 // plaintexts queued per peer behind a handshake
+	DefaultMaxClients        = 1024
 
 	// rekeyAfterMessages: start a new handshake once a session sent this
 	// many packets; rejectAfterMessages: never use a counter this high (the
@@ -99,6 +100,16 @@ type Config[A Address] struct {
 	// contact peers whose Noise key is unknown, pinning what their identity
 	// binding shows (reported as EventLearned).
 	TrustOnFirstUse bool
+	// AcceptClients accepts initiators whose key is not pinned, and whose
+	// claimed name is not pinned either, as clients: they are named
+	// ClientName(key), never by the name they claim, so a client can
+	// never pass for a Matrix server; nothing is learned or reported. A
+	// low-bandwidth client authenticates the server (it pinned our key)
+	// and then itself with an access token inside the session. At most
+	// MaxClients are kept; the least recently heard one is forgotten first.
+	AcceptClients bool
+	// MaxClients bounds the client peers kept; default 1024.
+	MaxClients int
 	// Random supplies ephemeral keys, session indices, cookie secrets and
 	// nonces. Required; use clock.SystemRNG in production.
 	Random io.Reader
@@ -143,5 +154,8 @@ func (c *Config[A]) setDefaults() {
 	}
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = DefaultMaxQueued
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = DefaultMaxClients
 	}
 }

@@ -62,6 +62,24 @@
 // when its key is pinned to another name, or when it is unknown and trust
 // on first use is off.
 //
+// # Clients
+//
+// With Config.AcceptClients an endpoint also accepts initiators that are
+// not Matrix servers: low-bandwidth clients, which pin the server's key
+// (from its key token, keytext.go) and authenticate themselves inside the
+// session with a Matrix access token. Such a peer is named ClientName(its
+// static key), "~" and 43 characters, whatever name its binding claims; a
+// claim of a pinned server's name with another key is still refused, so a
+// client never passes for a server. Clients are not learned or reported,
+// and at most MaxClients are kept, the least recently heard forgotten
+// first.
+//
+// # Key file and key token
+//
+// See keytext.go: "x25519 BASE64" for the static key file, and the
+// "mxk1:" token (Noise key | signing key | binding signature) that `mxmesh
+// peer show` prints and `mxmesh peer add` pins.
+//
 // # Wire format
 //
 // The first byte of every datagram says what it is:

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	fnoise "github.com/flynn/noise"
@@ -37,10 +39,12 @@ type Endpoint[A Address] struct {
 	sources map[A]*tokenBucket
 
 	byName   map[string]*peer[A]
+	ordered  []*peer[A] // the peers of byName sorted by name: Tick's deterministic order
 	byStatic map[[32]byte]*peer[A]
 	byHint   map[[hintLen]byte][]*peer[A]
 	slots    map[uint16]slot[A]
 	xxCount  int
+	clients  int // peers accepted by Config.AcceptClients
 
 	outbox []Transmit[A]
 	events []Event
@@ -105,6 +109,8 @@ type peer[A Address] struct {
 	haveCookie bool
 
 	lastTS, sentTS uint64    // message-1 timestamps received / sent
+	client         bool      // accepted by Config.AcceptClients
+	heard          time.Time // last authenticated packet from the peer
 	unanswered     time.Time // first send since the last authenticated receive
 	keepaliveDue   time.Time // zero: none due
 }
@@ -241,7 +247,7 @@ func (e *Endpoint[A]) AddPeer(p Peer[A]) error {
 			}
 		}
 		q = &peer[A]{name: p.Name}
-		e.byName[p.Name] = q
+		e.insertPeer(q)
 	} else if p.NoiseKey != nil && q.known && !bytes.Equal(q.static[:], p.NoiseKey) {
 		return fmt.Errorf("add peer %q: already pinned to another key", p.Name)
 	}
@@ -272,6 +278,12 @@ func (e *Endpoint[A]) RemovePeer(name string) {
 		delete(e.slots, p.init.index)
 	}
 	delete(e.byName, name)
+	if p.client {
+		e.clients--
+	}
+	if i, found := slices.BinarySearchFunc(e.ordered, name, comparePeerName); found {
+		e.ordered = slices.Delete(e.ordered, i, i+1)
+	}
 	if p.known {
 		delete(e.byStatic, p.static)
 		h := kkHint(p.static[:], e.static.Public)
@@ -289,6 +301,18 @@ func (e *Endpoint[A]) RemovePeer(name string) {
 		}
 	}
 }
+
+// insertPeer adds p to byName and to the name-sorted list that Tick walks.
+// Go randomises map iteration; walking the map would make the order in
+// which peers draw ephemeral keys and session indices from Config.Random
+// differ between runs with the same seed.
+func (e *Endpoint[A]) insertPeer(p *peer[A]) {
+	e.byName[p.name] = p
+	i, _ := slices.BinarySearchFunc(e.ordered, p.name, comparePeerName)
+	e.ordered = slices.Insert(e.ordered, i, p)
+}
+
+func comparePeerName[A Address](p *peer[A], name string) int { return strings.Compare(p.name, name) }
 
 func (e *Endpoint[A]) learnStatic(p *peer[A], static [32]byte) {
 	p.static, p.known = static, true
@@ -630,6 +654,7 @@ func (e *Endpoint[A]) openTransport(dst []byte, now time.Time, from A, pkt []byt
 	}
 	p.addr = from // roaming: follow the peer's authenticated address
 	p.unanswered = time.Time{}
+	p.heard = now
 	if len(out) == len(dst) {
 		return out, "", nil // keepalive
 	}

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	fnoise "github.com/flynn/noise"
@@ -99,6 +101,8 @@ func (e *Endpoint[A]) allowSource(from A, now time.Time) bool {
 	b := e.sources[from]
 	if b == nil {
 		if len(e.sources) >= maxSources {
+			// Deletes every full bucket: the outcome does not depend
+			// on the (random) map order.
 			for a, old := range e.sources {
 				if old.full(now, e.cfg.SourceRate, 2*e.cfg.SourceRate) {
 					delete(e.sources, a)
@@ -171,6 +175,7 @@ func (e *Endpoint[A]) acceptFresh(dst []byte, now time.Time, from A, p *peer[A],
 		return dst, "", fmt.Errorf("open message 1 from %q: timestamp not newer than the last one: %w", p.name, ErrReplay)
 	}
 	p.lastTS = ts
+	p.heard = now
 	if p.init != nil && bytes.Compare(e.static.Public, p.static[:]) > 0 {
 		// Both sides started a handshake at once; the side with the
 		// greater static key keeps its own and ignores the other's. The
@@ -249,8 +254,10 @@ func (e *Endpoint[A]) ownBinding() []byte {
 
 // expireXX forgets XX handshakes whose message 3 is overdue.
 func (e *Endpoint[A]) expireXX(now time.Time) {
-	for i, s := range e.slots {
-		if s.xx != nil && now.Sub(s.xx.created) >= e.cfg.HandshakeTimeout {
+	// In index order, so that a run is reproducible even if expiry ever
+	// grows a side effect (it has none today besides the deletion).
+	for _, i := range slices.Sorted(maps.Keys(e.slots)) {
+		if s := e.slots[i]; s.xx != nil && now.Sub(s.xx.created) >= e.cfg.HandshakeTimeout {
 			delete(e.slots, i)
 			e.xxCount--
 		}
@@ -399,6 +406,9 @@ func (e *Endpoint[A]) authorize(static [32]byte, b *binding) (*peer[A], error) {
 		return nil, fmt.Errorf("identity binding of %q does not verify: %w", b.name, ErrRefused)
 	}
 	if p := e.byStatic[static]; p != nil {
+		if p.client {
+			return p, nil // known by its key alone; its claimed name is not used
+		}
 		if b.name != p.name {
 			return nil, fmt.Errorf("key pinned to %q presented as %q: %w", p.name, b.name, ErrRefused)
 		}
@@ -415,12 +425,14 @@ func (e *Endpoint[A]) authorize(static [32]byte, b *binding) (*peer[A], error) {
 		if !bytes.Equal(p.signing, b.signing) {
 			return nil, fmt.Errorf("%q: signing key differs from the pinned one: %w", b.name, ErrRefused)
 		}
+	case p == nil && e.cfg.AcceptClients && !e.cfg.TrustOnFirstUse:
+		return e.addClient(static)
 	case !e.cfg.TrustOnFirstUse:
 		return nil, fmt.Errorf("%q is not pinned and trust on first use is off: %w", b.name, ErrRefused)
 	}
 	if p == nil {
 		p = &peer[A]{name: b.name}
-		e.byName[b.name] = p
+		e.insertPeer(p)
 	}
 	p.signing = bytes.Clone(b.signing)
 	e.learnStatic(p, static)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,6 +61,7 @@ type network struct {
 	r     *rand.Rand
 	now   time.Time
 	nodes map[netip.AddrPort]*node
+	order []*node // nodes in the order added: advance ticks them in this order
 	// in flight, in delivery order
 	flight []packet
 	// link faults, probabilities in [0,1]
@@ -68,6 +70,8 @@ type network struct {
 	sent   int
 	sizes  []int
 	filter func(p packet) bool // false drops
+	trace  []string            // with record set: "now from→to hex" per datagram put on the wire
+	record bool
 }
 
 func newNetwork(t testing.TB, seed uint64) *network {
@@ -83,6 +87,11 @@ func (nw *network) add(id ident, tofu bool, peers ...Peer[netip.AddrPort]) *node
 		nw.t.Fatal(err)
 	}
 	n := &node{id: id, ep: ep}
+	if old := nw.nodes[id.addr]; old != nil { // a restart replaces the node
+		nw.order[slices.Index(nw.order, old)] = n
+	} else {
+		nw.order = append(nw.order, n)
+	}
 	nw.nodes[id.addr] = n
 	return n
 }
@@ -103,6 +112,9 @@ func (nw *network) send(n *node, peer, text string) error {
 func (nw *network) put(p packet) {
 	nw.sent++
 	nw.sizes = append(nw.sizes, len(p.data))
+	if nw.record {
+		nw.trace = append(nw.trace, fmt.Sprintf("%s %s→%s %x", nw.now.Sub(t0), p.from, p.to, p.data))
+	}
 	if nw.filter != nil && !nw.filter(p) {
 		return
 	}
@@ -158,7 +170,7 @@ func (nw *network) advance(d time.Duration) {
 	end := nw.now.Add(d)
 	for {
 		next := end
-		for _, n := range nw.nodes {
+		for _, n := range nw.order {
 			if dl, ok := n.ep.NextDeadline(); ok && dl.Before(next) {
 				next = dl
 			}
@@ -167,7 +179,7 @@ func (nw *network) advance(d time.Duration) {
 			next = nw.now
 		}
 		nw.now = next
-		for _, n := range nw.nodes {
+		for _, n := range nw.order {
 			n.ep.Tick(nw.now)
 			nw.drain(n)
 		}

@@ -7,7 +7,9 @@ import "time"
 // keepalives, and expiry of old sessions and half-open handshakes. Call it
 // at NextDeadline (or later), then drain PollTransmit and PollEvent.
 func (e *Endpoint[A]) Tick(now time.Time) {
-	for _, p := range e.byName {
+	// Peers in name order: ticks draw from Config.Random (new handshakes),
+	// so the order must not depend on map iteration.
+	for _, p := range e.ordered {
 		e.tickPeer(p, now)
 	}
 	if e.xxCount > 0 {
@@ -87,7 +89,7 @@ func (e *Endpoint[A]) NextDeadline() (t time.Time, ok bool) {
 			t, ok = d, true
 		}
 	}
-	for _, p := range e.byName {
+	for _, p := range e.ordered {
 		if p.prev != nil {
 			add(p.prev.created.Add(e.cfg.RejectAfter))
 		}
@@ -112,7 +114,7 @@ func (e *Endpoint[A]) NextDeadline() (t time.Time, ok bool) {
 		}
 	}
 	if e.xxCount > 0 {
-		for _, s := range e.slots {
+		for _, s := range e.slots { // a minimum: order does not matter
 			if s.xx != nil {
 				add(s.xx.created.Add(e.cfg.HandshakeTimeout))
 			}

@@ -104,8 +104,27 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	defer st.Close()
 
 	loop := homeserver.NewLoop()
+	// Outbound federation: HTTPS with discovery and X-Matrix signing; the
+	// answers come back into the loop.
+	fedClient, err := gateway.NewFederationClient(gateway.FederationClientConfig{
+		ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Key,
+		InsecureSkipVerify: cfg.FederationTLSInsecure, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	remote := gateway.NewFederationRemote(fedClient, loop, log)
+	defer remote.Close()
+	// The Noise public key is published, bound to the signing key, in our
+	// server key response (DESIGN.md "Identity and discovery").
+	var noisePub []byte
+	if kp, err := loadNoiseKey(cfg); err == nil {
+		noisePub = kp.Public
+	} else {
+		log.Info("no Noise key to publish in the server key response", "err", err)
+	}
 	node, err := homeserver.New(homeserver.Options{Config: cfg, Store: st, SigningKey: key,
-		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop})
+		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop, Remote: remote, NoiseKey: noisePub})
 	if err != nil {
 		return err
 	}

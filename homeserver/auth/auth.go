@@ -238,8 +238,9 @@ func (c *checker) checkRoom() error {
 		return rejectAs(rule, "create event is room version %s, event is %s", create.Version().ID, c.v.ID)
 	}
 	if c.v.RoomIDFromCreate {
-		if want := event.RoomIDFromCreateEventID(create.ID()); c.ev.RoomID() != want {
-			return rejectAs("2", "room_id %q is not the create event's room ID %q", c.ev.RoomID(), want)
+		if !isRoomIDOf(c.ev.RoomID(), create.ID()) {
+			return rejectAs("2", "room_id %q is not the create event's room ID %q",
+				c.ev.RoomID(), event.RoomIDFromCreateEventID(create.ID()))
 		}
 		return nil
 	}
@@ -247,6 +248,16 @@ func (c *checker) checkRoom() error {
 		return c.reject("2.4", "create event is for room %q, not %q", create.RoomID(), c.ev.RoomID())
 	}
 	return nil
+}
+
+// isRoomIDOf reports whether roomID == event.RoomIDFromCreateEventID(createID)
+// without building the latter.
+func isRoomIDOf(roomID, createID string) bool {
+	hash, ok := strings.CutPrefix(createID, "$")
+	if !ok || hash == "" {
+		return roomID == ""
+	}
+	return len(roomID) == 1+len(hash) && roomID[0] == '!' && roomID[1:] == hash
 }
 
 // membership is userID's current membership, "" when it has none.

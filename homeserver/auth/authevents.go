@@ -20,14 +20,46 @@ func AuthStateKeys(v *event.RoomVersion, evType, stateKey, sender string, conten
 	if evType == TypeCreate && stateKey == "" {
 		return nil
 	}
-	var keys []StateKey
+	var mc *memberContent
+	if evType == TypeMember {
+		mc = parseMemberContent(content)
+	}
+	return appendAuthStateKeys(nil, v, evType, stateKey, sender, mc)
+}
+
+// AppendAuthStateKeys appends AuthStateKeys(ev.Version(), ev.Type(),
+// state_key, ev.Sender(), ev.Content()) to dst and returns the extended
+// slice. It decodes ev's content once per event, not once per call.
+func AppendAuthStateKeys(dst []StateKey, ev *event.Event) []StateKey {
+	sk, _ := ev.StateKey()
+	if ev.Type() == TypeCreate && sk == "" {
+		return dst
+	}
+	var mc *memberContent
+	if ev.Type() == TypeMember {
+		mc = memberMemo.Get(ev)
+	}
+	return appendAuthStateKeys(dst, ev.Version(), ev.Type(), sk, ev.Sender(), mc)
+}
+
+// maxAuthStateKeys is the most keys AuthStateKeys returns: create, power
+// levels, sender, target, join rules, third-party invite and authoriser.
+const maxAuthStateKeys = 7
+
+// appendAuthStateKeys is AuthStateKeys for an event that is not a create
+// event; mc is its decoded content when it is an m.room.member event.
+func appendAuthStateKeys(dst []StateKey, v *event.RoomVersion, evType, stateKey, sender string, mc *memberContent) []StateKey {
+	if dst == nil {
+		dst = make([]StateKey, 0, maxAuthStateKeys)
+	}
+	start := len(dst)
 	add := func(k StateKey) {
-		for _, have := range keys {
+		for _, have := range dst[start:] {
 			if have == k {
 				return
 			}
 		}
-		keys = append(keys, k)
+		dst = append(dst, k)
 	}
 	if v == nil || !v.RoomIDFromCreate {
 		add(createKey)
@@ -35,31 +67,23 @@ func AuthStateKeys(v *event.RoomVersion, evType, stateKey, sender string, conten
 	add(powerLevelsKey)
 	add(StateKey{TypeMember, sender})
 	if evType != TypeMember {
-		return keys
+		return dst
 	}
 	add(StateKey{TypeMember, stateKey})
-	m, err := object(content)
-	if err != nil {
-		return keys
+	if mc.err != nil {
+		return dst
 	}
-	membership, _ := str(m["membership"])
-	if membership == Join || membership == Invite {
+	if mc.membership == Join || mc.membership == Invite {
 		add(joinRulesKey)
 	}
-	if membership == Invite {
-		if tpi, err := object(m["third_party_invite"]); err == nil {
-			if signed, err := object(tpi["signed"]); err == nil {
-				if token, ok := str(signed["token"]); ok {
-					add(StateKey{TypeThirdPartyInvite, token})
-				}
-			}
-		}
+	if mc.membership == Invite && mc.inviteTokenOK {
+		add(StateKey{TypeThirdPartyInvite, mc.inviteToken})
 	}
 	// Every room version from 8 on supports restricted rooms.
-	if u, ok := str(m["join_authorised_via_users_server"]); ok {
-		add(StateKey{TypeMember, u})
+	if mc.authoriserStr {
+		add(StateKey{TypeMember, mc.authoriser})
 	}
-	return keys
+	return dst
 }
 
 // SelectAuthEvents returns the events of state a new event with the given
@@ -129,8 +153,8 @@ func (c *checker) checkAuthEvents(authEvents []*event.Event, rejected func(strin
 		}
 	}
 	allowed := map[StateKey]bool{}
-	sk, _ := ev.StateKey()
-	for _, k := range AuthStateKeys(c.v, ev.Type(), sk, ev.Sender(), ev.Content()) {
+	var buf [maxAuthStateKeys]StateKey
+	for _, k := range AppendAuthStateKeys(buf[:0], ev) {
 		allowed[k] = true
 	}
 	seen := map[StateKey]string{}

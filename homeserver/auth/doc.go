@@ -24,6 +24,17 @@
 // (server-server-api), PowerLevel the power-level defaults of the
 // m.room.power_levels event schema, IsPowerEvent the "power events" of
 // state resolution v2, and CheckRedaction the "Handling redactions" rules.
+// AppendAuthStateKeys is AuthStateKeys for a parsed event, into a caller's
+// buffer.
+//
+// # Decoding once
+//
+// The rules read a few content keys of a few events (power levels, join
+// rule, create, membership) again and again: state resolution checks
+// thousands of events against the same power-levels event. Each event's
+// content is decoded at most once, on first use, and the result is kept on
+// the immutable *event.Event (event.Memo, see memo.go); a Check against
+// already-decoded state allocates nothing for messages, joins and kicks.
 //
 // # Rule numbers
 //

@@ -25,7 +25,7 @@ var (
 		l, rule, err := parseLevels(e.Content(), true)
 		return &strictLevels{levels: l, rule: rule, err: err}
 	})
-	createMemo   = event.NewMemo("auth: create content", parseCreateContent)
+	createMemo   = event.NewMemo("auth: create content", parseCreateInfo)
 	memberMemo   = event.NewMemo("auth: member content", func(e *event.Event) *memberContent { return parseMemberContent(e.Content()) })
 	joinRuleMemo = event.NewMemo("auth: join rule", func(e *event.Event) string {
 		m, err := object(e.Content())
@@ -44,15 +44,15 @@ type strictLevels struct {
 	err    error
 }
 
-// createContent is what the rules read from an m.room.create event.
-type createContent struct {
+// createInfo is what the rules read from an m.room.create event.
+type createInfo struct {
 	creators []string // see creators
 	// noFederate: content["m.federate"] is false.
 	noFederate bool
 }
 
-func parseCreateContent(create *event.Event) *createContent {
-	cc := &createContent{creators: parseCreators(create)}
+func parseCreateInfo(create *event.Event) *createInfo {
+	cc := &createInfo{creators: parseCreators(create)}
 	if m, err := object(create.Content()); err == nil {
 		if f, ok := m["m.federate"]; ok && strings.TrimSpace(string(f)) == "false" {
 			cc.noFederate = true

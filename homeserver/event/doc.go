@@ -70,6 +70,11 @@
 // and signature added, canonical bytes out. Neither checks authorisation;
 // that is package auth's job.
 //
+// An Event is immutable, so what other packages derive from it (package
+// auth's decoded power levels, say) can be computed once and stored on it
+// with a Memo: a lock-free list of (Memo, value) pairs headed by an atomic
+// pointer in the Event, safe for concurrent readers.
+//
 // # Room versions
 //
 // RoomVersion holds one flag per rule that differs between 10, 11 and 12;

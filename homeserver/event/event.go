@@ -125,11 +125,11 @@ func Parse(raw []byte, v *RoomVersion) (*Event, error) {
 			return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrBadEvent, len(c), MaxPDUSize)
 		}
 	}
-	h, err := referenceHashValue(obj, v)
+	h, err := referenceHashValue(obj, v, len(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%w: event ID: %w", ErrBadEvent, err)
 	}
-	e.id = "$" + EncodeBase64URL(h)
+	e.id = eventIDFromHash(h)
 	return e, nil
 }
 
@@ -157,11 +157,15 @@ func (e *Event) readFields(obj map[string]any) error {
 	f := &e.f
 	f.Type, _ = str("type", true)
 	f.Sender, _ = str("sender", true)
+	// Copies taken only when present keep the pointers from costing an
+	// allocation on every event.
 	if sk, ok := str("state_key", false); ok {
-		f.StateKey = &sk
+		p := sk
+		f.StateKey = &p
 	}
 	if r, ok := str("redacts", false); ok {
-		f.Redacts = &r
+		p := r
+		f.Redacts = &p
 	}
 	if err != nil {
 		return err

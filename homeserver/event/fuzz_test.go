@@ -17,6 +17,10 @@ func FuzzCanonicalJSON(f *testing.F) {
 		f.Add([]byte(tc.in))
 	}
 	f.Add([]byte(synapseCreateEvent))
+	// Common strings (looked up without allocating), also escaped, and
+	// nested arrays (built on a shared stack).
+	f.Add([]byte(`{"type":"m.room.member","typ\u0065":"join","content":{"membership":"jo\u0069n"}}`))
+	f.Add([]byte(`[["auth_events",[1,[2,3],[]],"x"],[],["m.text"]]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, perr := ParseJSON(b)
 		c, cerr := CanonicalJSON(b)
@@ -31,6 +35,26 @@ func FuzzCanonicalJSON(f *testing.F) {
 		}
 		if !json.Valid(b) {
 			t.Fatalf("ParseJSON accepted invalid JSON %q", b)
+		}
+		// Input ParseJSON accepts has no duplicate keys, bad UTF-8 or lone
+		// surrogates, so encoding/json must read the same value from it.
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var want any
+		if err := dec.Decode(&want); err != nil {
+			t.Fatalf("encoding/json refused %q: %v", b, err)
+		}
+		if !reflect.DeepEqual(v, want) {
+			t.Fatalf("ParseJSON(%q) = %#v, encoding/json reads %#v", b, v, want)
+		}
+		if obj, ok := v.(map[string]any); ok {
+			for _, rv := range SupportedVersions() {
+				slow, serr := referenceFormSlow(obj, rv)
+				fast, ferr := appendReferenceForm(nil, obj, rv)
+				if (serr == nil) != (ferr == nil) || !bytes.Equal(slow, fast) {
+					t.Fatalf("v%s reference form of %q: %q (%v), redacting a copy gives %q (%v)", rv.ID, b, fast, ferr, slow, serr)
+				}
+			}
 		}
 		if cerr != nil {
 			if !errors.Is(cerr, ErrBadJSON) {

@@ -3,8 +3,10 @@ package event
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -118,24 +120,61 @@ func ReferenceHash(raw []byte, v *RoomVersion) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reference hash: %w", err)
 	}
-	h, err := referenceHashValue(obj, v)
+	h, err := referenceHashValue(obj, v, len(raw))
 	if err != nil {
 		return nil, fmt.Errorf("reference hash: %w", err)
 	}
 	return h, nil
 }
 
-func referenceHashValue(obj map[string]any, v *RoomVersion) ([]byte, error) {
-	red := redactValue(obj, v)
-	delete(red, "signatures")
-	delete(red, "unsigned")
-	delete(red, "age_ts")
-	b, err := MarshalCanonical(red)
+// rawLen, the length of the JSON obj was parsed from, sizes the buffer: for
+// an event the canonical redacted form is never longer (see maxRawPDUSize).
+func referenceHashValue(obj map[string]any, v *RoomVersion, rawLen int) ([]byte, error) {
+	b, err := appendReferenceForm(make([]byte, 0, rawLen), obj, v)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("marshal canonical JSON: %w", err)
 	}
 	sum := sha256.Sum256(b)
 	return sum[:], nil
+}
+
+// appendReferenceForm appends what the reference hash covers,
+// canonical(redact(obj) − signatures − unsigned − age_ts), writing the kept
+// keys of obj directly instead of building the redacted copy. It gives
+// MarshalCanonical of that copy byte for byte (TestReferenceForm).
+func appendReferenceForm(buf []byte, obj map[string]any, v *RoomVersion) ([]byte, error) {
+	keepTop := redactKeepTop(v)
+	var stack [16]string
+	keys := append(stack[:0], "content") // redaction always leaves a content object
+	for k := range obj {
+		if keepTop[k] && k != "content" && k != "signatures" && k != "unsigned" && k != "age_ts" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var content any = map[string]any(nil) // encodes as {}
+	if c := redactContent(obj, v); c != nil {
+		content = c
+	}
+	buf = append(buf, '{')
+	for i, k := range keys {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		var err error
+		if buf, err = appendString(buf, k); err != nil {
+			return nil, err
+		}
+		buf = append(buf, ':')
+		val := content
+		if k != "content" {
+			val = obj[k]
+		}
+		if buf, err = appendCanonical(buf, val, 1); err != nil {
+			return nil, err
+		}
+	}
+	return append(buf, '}'), nil
 }
 
 // EventID is "$" followed by the unpadded URL-safe base64 of the reference
@@ -145,7 +184,20 @@ func EventID(raw []byte, v *RoomVersion) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("event ID: %w", err)
 	}
-	return "$" + EncodeBase64URL(h), nil
+	return eventIDFromHash(h), nil
+}
+
+// eventIDFromHash is "$" + EncodeBase64URL(hash), built in one allocation.
+func eventIDFromHash(hash []byte) string {
+	var buf [1 + 43]byte // a SHA-256 hash is 43 characters of unpadded base64
+	n := 1 + base64.RawURLEncoding.EncodedLen(len(hash))
+	b := buf[:0]
+	if n > len(buf) {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, '$')
+	b = base64.RawURLEncoding.AppendEncode(b, hash)
+	return string(b)
 }
 
 // RoomIDFromCreateEventID derives a room version 12 room ID from its create

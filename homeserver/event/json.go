@@ -51,6 +51,9 @@ func ParseJSON(b []byte) (any, error) {
 type parser struct {
 	b []byte
 	i int
+	// elems holds the elements of the arrays being parsed, innermost last,
+	// so that each array is allocated once at its final length.
+	elems []any
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -84,6 +87,9 @@ func (p *parser) value(depth int) (any, error) {
 		}
 		return p.array(depth + 1)
 	case c == '"':
+		if v, ok := p.common(); ok {
+			return v, nil
+		}
 		return p.str()
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
@@ -114,14 +120,17 @@ func (p *parser) object(depth int) (any, error) {
 		p.i++
 		return m, nil
 	}
+	var err error
 	for {
 		p.skipSpace()
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
 			return nil, p.errorf("expected string key")
 		}
 		start := p.i
-		k, err := p.str()
-		if err != nil {
+		var k string
+		if v, ok := p.common(); ok {
+			k = v.(string)
+		} else if k, err = p.str(); err != nil {
 			return nil, err
 		}
 		if _, dup := m[k]; dup {
@@ -157,19 +166,22 @@ func (p *parser) object(depth int) (any, error) {
 
 func (p *parser) array(depth int) (any, error) {
 	p.i++ // '['
-	a := []any{}
 	p.skipSpace()
 	if p.i < len(p.b) && p.b[p.i] == ']' {
 		p.i++
-		return a, nil
+		return []any{}, nil
 	}
+	if p.elems == nil {
+		p.elems = make([]any, 0, 16)
+	}
+	base := len(p.elems)
 	for {
 		p.skipSpace()
 		v, err := p.value(depth)
 		if err != nil {
 			return nil, err
 		}
-		a = append(a, v)
+		p.elems = append(p.elems, v)
 		p.skipSpace()
 		if p.i >= len(p.b) {
 			return nil, p.errorf("unterminated array")
@@ -179,6 +191,10 @@ func (p *parser) array(depth int) (any, error) {
 			p.i++
 		case ']':
 			p.i++
+			a := make([]any, len(p.elems)-base)
+			copy(a, p.elems[base:])
+			clear(p.elems[base:])
+			p.elems = p.elems[:base]
 			return a, nil
 		default:
 			return nil, p.errorf("expected ',' or ']' in array")
@@ -224,6 +240,71 @@ func (p *parser) number() (any, error) {
 		}
 	}
 	return json.Number(p.b[start:p.i]), nil
+}
+
+// commonStrings are the strings events are made of: the PDU keys, the keys
+// and enumerated values of the event types the server reads, boxed once so
+// that parsing them allocates nothing. Only their exact, escape-free
+// spelling is looked up; every entry is valid UTF-8 without control
+// characters, so returning one is what str would return.
+var commonStrings = func() map[string]any {
+	m := map[string]any{}
+	for _, s := range []string{
+		// PDU keys (server-server-api.md "PDUs") and their sub-keys.
+		"auth_events", "content", "depth", "event_id", "hashes", "membership",
+		"origin", "origin_server_ts", "prev_events", "prev_state", "redacts",
+		"room_id", "sender", "signatures", "state_key", "type", "unsigned",
+		"age", "age_ts", "sha256", "prev_content", "replaces_state",
+		// Event types.
+		"m.room.create", "m.room.member", "m.room.join_rules",
+		"m.room.power_levels", "m.room.third_party_invite", "m.room.redaction",
+		"m.room.message", "m.room.topic", "m.room.name", "m.room.avatar",
+		"m.room.history_visibility", "m.room.guest_access", "m.room.encryption",
+		"m.room.encrypted", "m.room.canonical_alias", "m.room.server_acl",
+		"m.room.pinned_events", "m.room.tombstone", "m.reaction",
+		// Content keys and values of those types.
+		"room_version", "creator", "additional_creators", "m.federate",
+		"predecessor", "join", "invite", "leave", "ban", "knock",
+		"displayname", "avatar_url", "reason", "is_direct",
+		"join_authorised_via_users_server", "third_party_invite", "signed",
+		"mxid", "token", "public_key", "public_keys", "key_validity_url",
+		"join_rule", "allow", "public", "restricted", "knock_restricted",
+		"users", "users_default", "events", "events_default",
+		"state_default", "kick", "redact", "notifications",
+		"history_visibility", "shared", "joined", "world_readable",
+		"body", "msgtype", "format", "formatted_body", "m.mentions",
+		"m.relates_to", "rel_type", "m.text", "m.notice", "m.emote",
+		"org.matrix.custom.html", "topic", "name", "url", "algorithm",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// maxCommonString is the length of the longest commonString; longer
+// strings are not looked up.
+const maxCommonString = len("join_authorised_via_users_server")
+
+// common returns the boxed commonStrings entry for the string at p.i
+// ('"'), advancing past it, if the string is one of them spelled without
+// escapes; otherwise it leaves p.i alone.
+func (p *parser) common() (any, bool) {
+	start := p.i + 1
+	end := start
+	for end < len(p.b) && end-start <= maxCommonString {
+		switch p.b[end] {
+		case '"':
+			v, ok := commonStrings[string(p.b[start:end])]
+			if ok {
+				p.i = end + 1
+			}
+			return v, ok
+		case '\\':
+			return nil, false
+		}
+		end++
+	}
+	return nil, false
 }
 
 func (p *parser) str() (string, error) {

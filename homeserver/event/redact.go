@@ -61,36 +61,58 @@ func Redact(raw []byte, v *RoomVersion) ([]byte, error) {
 // redactValue applies the redaction algorithm to a parsed event without
 // modifying it; the result shares unmodified sub-values with obj.
 func redactValue(obj map[string]any, v *RoomVersion) map[string]any {
-	keepTop, keepContent := redactKeepTopV10, redactKeepContentV10
-	if v.RedactionV11 {
-		keepTop, keepContent = redactKeepTopV11, redactKeepContentV11
-	}
+	keepTop := redactKeepTop(v)
 	out := make(map[string]any, len(keepTop))
 	for k, val := range obj {
 		if keepTop[k] {
 			out[k] = val
 		}
 	}
-	typ, _ := obj["type"].(string)
-	content, _ := obj["content"].(map[string]any)
-	newContent := map[string]any{}
-	if keep, special := keepContent[typ]; special && content != nil {
-		for k, val := range content {
-			if keep == nil || keep[k] {
-				newContent[k] = val
-			}
-		}
-		// v11: m.room.member also keeps third_party_invite.signed.
-		if v.RedactionV11 && typ == "m.room.member" {
-			if tpi, ok := content["third_party_invite"].(map[string]any); ok {
-				if signed, ok := tpi["signed"]; ok {
-					newContent["third_party_invite"] = map[string]any{"signed": signed}
-				}
-			}
-		}
+	newContent := redactContent(obj, v)
+	if newContent == nil {
+		newContent = map[string]any{}
 	}
 	out["content"] = newContent
 	return out
+}
+
+// redactKeepTop is the set of top-level keys redaction keeps in room
+// version v.
+func redactKeepTop(v *RoomVersion) map[string]bool {
+	if v.RedactionV11 {
+		return redactKeepTopV11
+	}
+	return redactKeepTopV10
+}
+
+// redactContent returns the content redaction leaves of the event obj: a new
+// map sharing values with obj, or nil when nothing is left.
+func redactContent(obj map[string]any, v *RoomVersion) map[string]any {
+	keepContent := redactKeepContentV10
+	if v.RedactionV11 {
+		keepContent = redactKeepContentV11
+	}
+	typ, _ := obj["type"].(string)
+	content, _ := obj["content"].(map[string]any)
+	keep, special := keepContent[typ]
+	if !special || content == nil {
+		return nil
+	}
+	newContent := map[string]any{}
+	for k, val := range content {
+		if keep == nil || keep[k] {
+			newContent[k] = val
+		}
+	}
+	// v11: m.room.member also keeps third_party_invite.signed.
+	if v.RedactionV11 && typ == "m.room.member" {
+		if tpi, ok := content["third_party_invite"].(map[string]any); ok {
+			if signed, ok := tpi["signed"]; ok {
+				newContent["third_party_invite"] = map[string]any{"signed": signed}
+			}
+		}
+	}
+	return newContent
 }
 
 // parseObject parses raw strictly and requires a JSON object.

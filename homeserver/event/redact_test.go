@@ -2,6 +2,7 @@ package event
 
 import (
 	"crypto/sha256"
+	"errors"
 	"testing"
 )
 
@@ -196,5 +197,59 @@ func TestRoomIDFromCreateEventID(t *testing.T) {
 		if got := RoomIDFromCreateEventID(in); got != want {
 			t.Errorf("RoomIDFromCreateEventID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// referenceFormSlow builds the reference hash input the plain way: redact a
+// copy, delete the keys, encode.
+func referenceFormSlow(obj map[string]any, v *RoomVersion) ([]byte, error) {
+	red := redactValue(obj, v)
+	delete(red, "signatures")
+	delete(red, "unsigned")
+	delete(red, "age_ts")
+	return MarshalCanonical(red)
+}
+
+// appendReferenceForm writes the redacted event without building it; it
+// must give exactly the bytes of redacting a copy and encoding that.
+func TestReferenceForm(t *testing.T) {
+	inputs := []string{
+		synapseCreateEvent,
+		`{}`,
+		`{"type":"m.room.message","content":"not an object","age_ts":7,"unsigned":{"a":1}}`,
+		`{"type":"m.room.member","content":{"membership":"invite","displayname":"x",` +
+			`"third_party_invite":{"display_name":"d","signed":{"mxid":"@u:d","token":"t","signatures":{}}}},"age_ts":1}`,
+		`{"type":"m.room.member","content":{"membership":"invite","third_party_invite":"no"}}`,
+		`{"type":"m.room.create","content":{"creator":"@u:d","room_version":"10","m.federate":false},"zz":1,"aa":2}`,
+		`{"type":"m.room.power_levels","content":{"ban":50,"invite":0,"users":{"@u:d":100},"notifications":{"room":50}}}`,
+		`{"type":"m.room.redaction","redacts":"$x","content":{"redacts":"$x","reason":"r"}}`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,` +
+			`"type":"m.room.join_rules","content":{"join_rule":"restricted","allow":[{"type":"m.room_membership"}],"x":1},` +
+			`"event_id":"$e","room_id":"!r:d","sender":"@u:d","state_key":"","hashes":{},"signatures":{},"depth":1,` +
+			`"prev_events":[],"prev_state":[],"auth_events":[],"origin":"d","origin_server_ts":1,"membership":"join"}`,
+	}
+	for _, tc := range redactionCases {
+		inputs = append(inputs, tc.in)
+	}
+	for i, in := range inputs {
+		obj, err := parseObject([]byte(in))
+		if err != nil {
+			t.Fatalf("input %d: %v", i, err)
+		}
+		for _, v := range SupportedVersions() {
+			want, err := referenceFormSlow(obj, v)
+			if err != nil {
+				t.Fatalf("input %d v%s: %v", i, v.ID, err)
+			}
+			got, err := appendReferenceForm([]byte("prefix"), obj, v)
+			if err != nil || string(got) != "prefix"+string(want) {
+				t.Errorf("input %d v%s:\n got %s (%v)\nwant prefix%s", i, v.ID, got, err, want)
+			}
+		}
+	}
+	// A number canonical JSON refuses fails both ways.
+	obj, _ := parseObject([]byte(`{"type":"t","depth":1.5}`))
+	if _, err := appendReferenceForm(nil, obj, V11); !errors.Is(err, ErrBadJSON) {
+		t.Fatalf("depth 1.5: err = %v, want ErrBadJSON", err)
 	}
 }

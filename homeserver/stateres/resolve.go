@@ -56,6 +56,9 @@ type resolver struct {
 	fetch  func(string) (*event.Event, error)
 	events map[string]*event.Event
 	roomID string
+
+	create    *event.Event // the room version 12 create event, once found
+	authState auth.State   // reused by authEventState
 }
 
 func (r *resolver) resolve(sets []map[auth.StateKey]string) (map[auth.StateKey]string, error) {
@@ -373,6 +376,9 @@ func (r *resolver) conflictedSubgraph(conflicted []string) ([]string, error) {
 // where it is not listed in auth_events and its ID is the room ID with the
 // sigil "$" instead of "!".
 func (r *resolver) createEvent() (*event.Event, error) {
+	if r.create != nil {
+		return r.create, nil
+	}
 	id, ok := strings.CutPrefix(r.roomID, "!")
 	if !ok || id == "" {
 		return nil, fmt.Errorf("%w: room ID %q is not a create event hash", ErrBadInput, r.roomID)
@@ -384,13 +390,19 @@ func (r *resolver) createEvent() (*event.Event, error) {
 	if !ev.IsCreate() {
 		return nil, fmt.Errorf("%w: %s is not an m.room.create event", ErrBadInput, ev.ID())
 	}
+	r.create = ev
 	return ev, nil
 }
 
 // authEventState is the state formed by ev's own auth_events, plus the
-// create event where the room version leaves it out of auth_events.
+// create event where the room version leaves it out of auth_events. The map
+// is reused: it is valid until the next call.
 func (r *resolver) authEventState(ev *event.Event) (auth.State, error) {
-	st := make(auth.State, len(ev.AuthEvents())+1)
+	if r.authState == nil {
+		r.authState = make(auth.State, len(ev.AuthEvents())+1)
+	}
+	st := r.authState
+	clear(st)
 	for _, a := range ev.AuthEvents() {
 		ae, err := r.get(a)
 		if err != nil {
@@ -417,6 +429,7 @@ func (r *resolver) authEventState(ev *event.Event) (auth.State, error) {
 // present in state is taken from state, any other from the event's own
 // auth_events. Events the rules reject are skipped.
 func (r *resolver) iterativeAuth(state map[auth.StateKey]string, ids []string) error {
+	var keys []auth.StateKey
 	for _, id := range ids {
 		ev, err := r.get(id)
 		if err != nil {
@@ -426,8 +439,8 @@ func (r *resolver) iterativeAuth(state map[auth.StateKey]string, ids []string) e
 		if err != nil {
 			return fmt.Errorf("iterative auth checks: %w", err)
 		}
-		sk, _ := ev.StateKey()
-		for _, k := range auth.AuthStateKeys(r.v, ev.Type(), sk, ev.Sender(), ev.Content()) {
+		keys = auth.AppendAuthStateKeys(keys[:0], ev)
+		for _, k := range keys {
 			sid, ok := state[k]
 			if !ok {
 				continue

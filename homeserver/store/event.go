@@ -25,10 +25,14 @@ type EventRow struct {
 	TxnDevice      string // device that sent it with a transaction ID, or ""
 	TxnID          string
 	JSON           []byte // the PDU exactly as built or received
+	// Outlier marks an event outside the timeline (migration 0004): part
+	// of a state or auth chain fetched from another server, or soft-failed.
+	// Outliers have negative positions.
+	Outlier bool
 }
 
 const eventCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_server_ts,
-	state_before, state_after, replaces_state, redacted_by, txn_device, txn_id, json`
+	state_before, state_after, replaces_state, redacted_by, txn_device, txn_id, json, outlier`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -36,7 +40,7 @@ func scanEvent(s scanner) (EventRow, error) {
 	var r EventRow
 	var sk, repl, red, dev, txn sql.NullString
 	if err := s.Scan(&r.Pos, &r.EventID, &r.RoomID, &r.Type, &sk, &r.Sender, &r.Depth, &r.OriginServerTS,
-		&r.StateBefore, &r.StateAfter, &repl, &red, &dev, &txn, &r.JSON); err != nil {
+		&r.StateBefore, &r.StateAfter, &repl, &red, &dev, &txn, &r.JSON, &r.Outlier); err != nil {
 		return EventRow{}, err
 	}
 	if sk.Valid {
@@ -55,10 +59,10 @@ func (t *RoomTx) InsertEvent(r EventRow, prevEvents []string) error {
 	if r.StateKey != nil {
 		sk = sql.NullString{String: *r.StateKey, Valid: true}
 	}
-	_, err := t.tx.Exec(`INSERT INTO events (`+eventCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.tx.Exec(`INSERT INTO events (`+eventCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.Pos, r.EventID, r.RoomID, r.Type, sk, r.Sender, r.Depth, r.OriginServerTS,
 		r.StateBefore, r.StateAfter, nullStr(r.ReplacesState), nullStr(r.RedactedBy),
-		nullStr(r.TxnDevice), nullStr(r.TxnID), r.JSON)
+		nullStr(r.TxnDevice), nullStr(r.TxnID), r.JSON, r.Outlier)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("store: insert event %s: %w", r.EventID, ErrExists)
@@ -174,7 +178,7 @@ func (s *Store) RoomEventsRange(roomID string, after, upTo int64, forward bool, 
 	if forward {
 		order = "ASC"
 	}
-	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos ` + order
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? AND outlier = FALSE ORDER BY stream_pos ` + order
 	args := []any{roomID, after, upTo}
 	if limit > 0 {
 		q += ` LIMIT ?`
@@ -191,7 +195,7 @@ func (s *Store) RoomEventsRange(roomID string, after, upTo int64, forward bool, 
 // ≤ upTo, oldest first.
 func (s *Store) RoomStateEventsRange(roomID string, after, upTo int64) ([]EventRow, error) {
 	out, err := s.queryEvents(`SELECT `+eventCols+` FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ?
-		AND state_key IS NOT NULL ORDER BY stream_pos`, roomID, after, upTo)
+		AND state_key IS NOT NULL AND outlier = FALSE ORDER BY stream_pos`, roomID, after, upTo)
 	if err != nil {
 		return nil, fmt.Errorf("store: room state events %s: %w", roomID, err)
 	}
@@ -202,7 +206,7 @@ func (s *Store) RoomStateEventsRange(roomID string, after, upTo int64) ([]EventR
 // other senders than notSender sent, among the given types.
 func (s *Store) CountRoomEvents(roomID string, after, upTo int64, notSender string, types []string) (int, error) {
 	args := []any{roomID, after, upTo, notSender}
-	q := `SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? AND sender <> ? AND redacted_by IS NULL`
+	q := `SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_pos > ? AND stream_pos <= ? AND sender <> ? AND redacted_by IS NULL AND outlier = FALSE`
 	if len(types) > 0 {
 		q += ` AND type IN (?` + strings.Repeat(",?", len(types)-1) + `)`
 		for _, t := range types {
@@ -218,7 +222,7 @@ func (s *Store) CountRoomEvents(roomID string, after, upTo int64, notSender stri
 
 // LatestRoomEvent returns the newest event of a room (by stream position).
 func (s *Store) LatestRoomEvent(roomID string) (EventRow, error) {
-	r, err := scanEvent(s.DB.QueryRow(`SELECT `+eventCols+` FROM events WHERE room_id = ? ORDER BY stream_pos DESC LIMIT 1`, roomID))
+	r, err := scanEvent(s.DB.QueryRow(`SELECT `+eventCols+` FROM events WHERE room_id = ? AND outlier = FALSE ORDER BY stream_pos DESC LIMIT 1`, roomID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return EventRow{}, fmt.Errorf("store: latest event %s: %w", roomID, ErrNotFound)
 	}

@@ -1,0 +1,108 @@
+package homeserver
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/mxmesh/mxmesh/noise"
+)
+
+// MeshConfig is the "mesh" section of the config: who may talk to the
+// CoAP/Noise listener (Config.CoAPAddr) and how (DESIGN.md "Identity and
+// discovery").
+type MeshConfig struct {
+	// TrustOnFirstUse accepts mesh servers that are not pinned, pinning the
+	// keys they present on first contact. Off by default: pin peers with
+	// `mxmesh peer add`.
+	TrustOnFirstUse bool `yaml:"trust_on_first_use"`
+	// AcceptClients lets low-bandwidth clients (which pinned this server's
+	// key token) open Noise sessions; they still need an access token for
+	// every authenticated request.
+	AcceptClients bool `yaml:"accept_clients"`
+	// PlainCoAPAddr, when set, is a second CoAP listener without Noise, for
+	// debugging with standard CoAP tools. It must be a loopback address.
+	PlainCoAPAddr string `yaml:"plain_coap_addr"`
+	// Peers are the pinned mesh peers.
+	Peers []MeshPeer `yaml:"peers"`
+}
+
+// MeshPeer pins one mesh server.
+type MeshPeer struct {
+	// Name is the peer's Matrix server name.
+	Name string `yaml:"name"`
+	// Addr is its CoAP/Noise UDP address, host:port.
+	Addr string `yaml:"addr"`
+	// Key is its key token ("mxk1:…", `mxmesh peer show`): Noise key,
+	// signing key and the signature binding them to Name.
+	Key string `yaml:"key"`
+	// Mutual says the peer pinned this server too (Noise_KK).
+	Mutual bool `yaml:"mutual"`
+}
+
+// Token parses and verifies the peer's key token.
+func (p MeshPeer) Token() (noise.KeyToken, error) {
+	t, err := noise.ParseKeyToken(p.Key)
+	if err != nil {
+		return noise.KeyToken{}, fmt.Errorf("mesh peer %q: %w", p.Name, err)
+	}
+	if err := t.Verify(p.Name); err != nil {
+		return noise.KeyToken{}, fmt.Errorf("mesh peer %q: %w", p.Name, err)
+	}
+	return t, nil
+}
+
+// Validate checks one pin.
+func (p MeshPeer) Validate() error {
+	if err := ValidateServerName(p.Name); err != nil {
+		return fmt.Errorf("mesh peer: %w", err)
+	}
+	if err := validateHostPort(p.Addr); err != nil {
+		return fmt.Errorf("mesh peer %q: addr: %w", p.Name, err)
+	}
+	_, err := p.Token()
+	return err
+}
+
+func (m *MeshConfig) validate() []error {
+	var errs []error
+	if m.PlainCoAPAddr != "" {
+		ap, err := netip.ParseAddrPort(m.PlainCoAPAddr)
+		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+			errs = append(errs, fmt.Errorf("mesh.plain_coap_addr %q: must be a loopback ip:port (plain CoAP is unauthenticated)", m.PlainCoAPAddr))
+		}
+	}
+	names := map[string]bool{}
+	keys := map[string]string{}
+	for _, p := range m.Peers {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if names[p.Name] {
+			errs = append(errs, fmt.Errorf("mesh peer %q: pinned twice", p.Name))
+		}
+		names[p.Name] = true
+		t, _ := p.Token()
+		if other, dup := keys[string(t.NoiseKey)]; dup {
+			errs = append(errs, fmt.Errorf("mesh peer %q: same noise key as %q", p.Name, other))
+		}
+		keys[string(t.NoiseKey)] = p.Name
+	}
+	return errs
+}
+
+func validateHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q: bad port", a)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: no host", a)
+	}
+	return nil
+}
