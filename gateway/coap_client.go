@@ -15,8 +15,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"github.com/mxmesh/mxmesh/clock"
-	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
 	"github.com/mxmesh/mxmesh/noise"
 )
@@ -44,9 +44,9 @@ type CoAPClientConfig struct {
 // MSC3079 describes: path codes, CBOR bodies with integer keys, the access
 // token in option 256 sent once per session. Safe for concurrent use.
 type CoAPClient struct {
-	udp    *UDPServer
-	peer   string
-	plain  bool
+	udp   *UDPServer
+	peer  string
+	plain bool
 	mu    sync.Mutex
 	token string
 	sent  bool // the server holds our token (MSC3079 stickiness)
@@ -231,4 +231,37 @@ func decodeAPIResponse(m coap.Message) (*CoAPResponse, error) {
 		r.Errcode = e.Errcode
 	}
 	return r, nil
+}
+
+// ObserveSync registers an observation of /sync (MSC3079 "HTTP
+// long-polling -> CoAP OBSERVE") with the given query (since, filter; no
+// timeout needed) and returns the first /sync answer. Each later /sync
+// response the server pushes is passed to notify, on the client's loop
+// goroutine, which notify must not block. cancel forgets the observation.
+func (c *CoAPClient) ObserveSync(ctx context.Context, query string, notify func(*CoAPResponse)) (first *CoAPResponse, cancel func(), err error) {
+	path := "/_matrix/client/v3/sync"
+	if query != "" {
+		path += "?" + query
+	}
+	req := newAPIRequest(codes.GET, path, nil)
+	c.mu.Lock()
+	if c.token != "" {
+		req.Options = req.Options.Add(message.Option{ID: OptionAuthorization, Value: []byte(c.token)})
+		c.sent = true
+	}
+	c.mu.Unlock()
+	m, cancel, err := c.udp.Observe(ctx, c.peer, req, func(m coap.Message) {
+		if r, err := decodeAPIResponse(m); err == nil {
+			notify(r)
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: coap client: observe sync: %w", err)
+	}
+	first, err = decodeAPIResponse(m)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("gateway: coap client: observe sync: %w", err)
+	}
+	return first, cancel, nil
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
-	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
 )
 
@@ -77,6 +77,7 @@ type CoAPFrontDoor struct {
 // its behalf and pushes each new /sync response as a notification.
 type syncObservation struct {
 	stopped bool
+	since   string // next_batch of the last answer or notification sent
 }
 
 // maxStickyTokens bounds the remembered access tokens; a forgotten client
@@ -246,14 +247,20 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 // node loop.
 func (f *CoAPFrontDoor) observeSync(r *CoAPRequest, req *homeserver.Request, accept message.MediaType, reply func(coap.Message)) {
 	key := r.Peer + "\x00" + string(r.Token)
-	if old := f.observations[key]; old != nil {
-		old.stopped = true
-	}
-	o := &syncObservation{}
-	f.observations[key] = o
 	first := *req
 	first.Query = cloneValues(req.Query)
 	first.Query.Del("timeout")
+	if old := f.observations[key]; old != nil {
+		// A re-registration (RFC 7641 §3.3.1) repeats the original query;
+		// go on from what this observer was last sent instead of
+		// repeating events.
+		old.stopped = true
+		if old.since != "" {
+			first.Query.Set("since", old.since)
+		}
+	}
+	o := &syncObservation{}
+	f.observations[key] = o
 	f.node.Dispatch(&first, func(resp homeserver.Response) {
 		m, next := f.encodeSync(resp, accept)
 		reply(m)
@@ -261,6 +268,7 @@ func (f *CoAPFrontDoor) observeSync(r *CoAPRequest, req *homeserver.Request, acc
 			f.endObservation(key, o)
 			return
 		}
+		o.since = next
 		f.pollSync(key, o, r, req, next, accept)
 	})
 }
@@ -285,6 +293,7 @@ func (f *CoAPFrontDoor) pollSync(key string, o *syncObservation, r *CoAPRequest,
 		r.Notify(push, func(alive bool) {
 			_ = f.post(func() {
 				if alive && next != "" {
+					o.since = next
 					f.pollSync(key, o, r, base, next, accept)
 				} else {
 					f.endObservation(key, o)

@@ -1,11 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,6 +243,53 @@ func TestCoAPFrontDoorNoise(t *testing.T) {
 	}
 }
 
+// TestCoAPFrontDoorObserveSync: a client observes /sync over Noise; each
+// message sent to the room arrives as a pushed /sync response, and a
+// second observer (another session of the same account) gets its own.
+func TestCoAPFrontDoorObserveSync(t *testing.T) {
+	s := startFrontDoor(t, false, coap.Config{})
+	c := s.dial(t, false)
+	room := registerAndRoom(t, c)
+	var sy syncResp
+	call(t, c, "GET", "/_matrix/client/v3/sync", nil, &sy)
+
+	pushed := make(chan syncResp, 16)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first, stop, err := c.ObserveSync(ctx, "since="+sy.NextBatch, func(r *CoAPResponse) {
+		var p syncResp
+		if r.Status == 200 && json.Unmarshal(r.JSON, &p) == nil {
+			pushed <- p
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var f syncResp
+	if err := json.Unmarshal(first.JSON, &f); err != nil || first.Status != 200 || len(f.bodies(room)) != 0 {
+		t.Fatalf("first answer %d %s", first.Status, first.JSON)
+	}
+	var got []string
+	for i := range 3 {
+		var sent struct {
+			EventID string `json:"event_id"`
+		}
+		call(t, c, "PUT", sendPath(room, fmt.Sprint("o", i)), map[string]string{"msgtype": "m.text", "body": fmt.Sprint("pushed ", i)}, &sent)
+		for len(got) <= i {
+			select {
+			case p := <-pushed:
+				got = append(got, p.bodies(room)...)
+			case <-ctx.Done():
+				t.Fatalf("no notification for message %d (got %q)", i, got)
+			}
+		}
+	}
+	if fmt.Sprint(got) != "[pushed 0 pushed 1 pushed 2]" {
+		t.Fatalf("pushed timeline %q", got)
+	}
+}
+
 // TestCoAPFrontDoorTranslation checks the edges of the translation over
 // plain loopback CoAP.
 func TestCoAPFrontDoorTranslation(t *testing.T) {
@@ -443,3 +494,70 @@ const (
 	wantHelloRequest  = 95
 	wantHelloResponse = 74
 )
+
+// countingConn counts the bytes an HTTP client writes and reads.
+type countingConn struct {
+	net.Conn
+	out, in *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+// TestSendHelloBytesHTTP is the reference for TestSendHelloBytes: the same
+// "send hello" over the HTTP front door with Go's HTTP/1.1 client on a
+// warm connection (plain TCP; TLS would add about 29 B per record).
+// Reported, not asserted.
+func TestSendHelloBytesHTTP(t *testing.T) {
+	base := accountsTestServer(t, nil)
+	var out, in atomic.Int64
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: c, out: &out, in: &in}, nil
+	}}}
+	do := func(method, path, token string, body any, dst any) {
+		t.Helper()
+		j, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(j))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(dst); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, err)
+		}
+	}
+	var reg struct {
+		AccessToken string `json:"access_token"`
+	}
+	do("POST", "/_matrix/client/v3/register", "", map[string]any{"username": "alice", "password": "wonderland",
+		"auth": map[string]string{"type": "m.login.dummy"}}, &reg)
+	var room struct {
+		RoomID string `json:"room_id"`
+	}
+	do("POST", "/_matrix/client/v3/createRoom", reg.AccessToken, map[string]any{"name": "mesh"}, &room)
+	var sent struct {
+		EventID string `json:"event_id"`
+	}
+	do("PUT", sendPath(room.RoomID, "warm"), reg.AccessToken, map[string]string{"msgtype": "m.text", "body": "warm"}, &sent)
+	o, i := out.Load(), in.Load()
+	do("PUT", sendPath(room.RoomID, "1"), reg.AccessToken, map[string]string{"msgtype": "m.text", "body": "hello"}, &sent)
+	t.Logf("send hello over HTTP/1.1+JSON, warm connection: request %d B, response %d B (TCP payload)", out.Load()-o, in.Load()-i)
+}

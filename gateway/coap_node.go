@@ -97,9 +97,9 @@ var ErrNotLoopback = errors.New("gateway: plain CoAP is allowed on loopback addr
 //
 // A CoAPNode is not safe for concurrent use: one loop owns it.
 type CoAPNode struct {
-	ep    *coap.Endpoint
-	nz    *noise.Endpoint[netip.AddrPort]
-	log   *slog.Logger
+	ep       *coap.Endpoint
+	nz       *noise.Endpoint[netip.AddrPort]
+	log      *slog.Logger
 	res      []CoAPResource
 	byKey    map[string]*CoAPResource
 	fallback CoAPHandler

@@ -10,6 +10,60 @@
 //     payloads (package codec); a plain-UDP mode without Noise is allowed on
 //     loopback addresses only, for debugging with standard CoAP tools.
 //
+// # The CoAP front door (coap_front*.go)
+//
+// CoAPFrontDoor is the fallback handler of a CoAPNode (every path that is
+// not a registered resource) and turns each CoAP request into one
+// homeserver.Request, following MSC3079 (low-bandwidth client-server API):
+//
+//   - method: GET, POST, PUT, DELETE (RFC 7252 §5.8); others 4.05;
+//   - path: the Uri-Path options, each percent-encoded as one segment, then
+//     MSC3079 Appendix B path codes expanded by codec.ExpandPath ("/9/!r:hs/
+//     m.room.message/1" is PUT …/rooms/!r:hs/send/m.room.message/1); full
+//     /_matrix paths pass unchanged; an unknown code is 4.04 M_UNRECOGNIZED;
+//   - query: one Uri-Query option per "name=value" (RFC 7252 §6.5);
+//   - access token: CoAP option 256 (MSC3079 "Access Tokens"), a bare token
+//     or "Bearer TOKEN". It is sticky: a request without it reuses the one
+//     the same peer sent last. Under Noise the peer is the client's static
+//     key, so the token survives re-handshakes of that key; in plain mode
+//     it is the ip:port. NOTSPEC: MSC3079 asks clients to resend it on a
+//     "new connection"; the Noise key already authenticates the client, so
+//     the server keeps it per key (at most 4096, oldest forgotten first;
+//     a forgotten client gets 401 M_MISSING_TOKEN and CoAPClient resends);
+//   - body: Content-Format 60 (application/cbor) is CBOR with MSC3079's
+//     integer keys (codec.TableMSC3079), decoded to JSON; 50 or none is
+//     JSON; others 4.15;
+//   - answer: CBOR (TableMSC3079, Content-Format 60) unless the client sent
+//     Accept 50, or sent JSON without Accept (MSC3079: never CBOR to a JSON
+//     request unless accepted); an Accept other than 50/60 is 4.06. The HTTP
+//     status maps to a CoAP code as RFC 8075 §7 does (200 → 2.05 for GET,
+//     2.04 for PUT/POST, 2.02 for DELETE; 4xx/5xx → the same class.detail
+//     where CoAP has it, with 4.09 from RFC 8132 and 4.29 from RFC 8516,
+//     else 4.00/5.00); MSC3079 has no table of its own, and the Matrix
+//     errcode in the body carries the detail. A 429 carries Max-Age =
+//     retry_after_ms in seconds, rounded up (RFC 8516 §2).
+//
+// Long-polling: a /sync timeout is capped at MaxSyncWait (20 s) so that a
+// late answer goes out as a separate response (RFC 7252 §5.2.2: an empty
+// ACK first, the answer as its own CON) well within EXCHANGE_LIFETIME.
+// NOTSPEC: the client-server API lets the client choose any timeout. A GET
+// /sync with Observe 0 (MSC3079 "CoAP OBSERVE", RFC 7641) is answered with
+// an immediate /sync; then the front door long-polls the node on the
+// observer's behalf and pushes every /sync response that moved on as a
+// confirmable notification to that observer alone (the registration is
+// keyed by peer and CoAP token), each exactly a /sync response with its
+// next_batch. Large ones go block-wise (RFC 7959 §2.6). A re-registration
+// with the same token continues from the last next_batch sent. It stops
+// when the observer is gone or a /sync fails (the error is the final
+// notification).
+//
+// Security: the listener speaks Noise (package noise) with the server's
+// static key; mesh servers are pinned (config "mesh.peers", `mxmesh peer
+// add`), clients are accepted by key (noise.Config.AcceptClients) and
+// authenticate with their access token. Plain CoAP (ListenCoAPFrontDoor
+// with Plain) is for debugging with standard tools and binds loopback
+// only. CoAPClient is the matching client (also behind `mxmesh client`).
+//
 // The protocol engines in coap and noise are sans-I/O state machines; this
 // package owns the sockets and the goroutines that feed them, and posts the
 // resulting requests into the node loop. Endpoints are never defined here:

@@ -35,6 +35,13 @@ type Request struct {
 	// Authorization is the raw Authorization header ("X-Matrix origin=…"
 	// on federation requests); empty when none was sent.
 	Authorization string
+	// PeerServer is the server name the transport itself authenticated: a
+	// Noise session bound to that server's signing key (DESIGN.md
+	// "Identity and discovery"). AuthFederation routes accept it as the
+	// origin without an X-Matrix header (one that is sent must name the
+	// same origin). Front doors without such a session (HTTP) leave it
+	// empty.
+	PeerServer string
 	// URI is the request target exactly as sent (path and query,
 	// percent-encoding intact), which an X-Matrix signature covers. When
 	// empty, Path plus the re-encoded Query stands in for it.

@@ -72,8 +72,11 @@
 // before the handler runs: xmatrix.Verify with destination = our server
 // name, keys from a keys.Cache over SQLite (store.ServerKeys). An unknown or
 // expired key makes the node fetch the origin's /_matrix/key/v2/server
-// through the Remote (one fetch per server in flight, at most one a minute)
-// and retry; the call waits in the loop meanwhile. Failures: 401
+// through the Remote (one fetch per server in flight, at most one a
+// minute), then ask the configured key_notaries in order, and retry; the
+// call waits in the loop meanwhile. A request whose transport already
+// authenticated the server (Request.PeerServer, a Noise session) needs no
+// X-Matrix; one it carries must name the same origin. Failures: 401
 // M_UNAUTHORIZED (no/malformed header, other destination) or 401
 // M_FORBIDDEN (unknown/expired key, bad signature). Call.Origin is the
 // authenticated server.

@@ -721,3 +721,32 @@ func TestKeyNotaryConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestFedPeerServerOrigin(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	b, _ := fn.node("b.test", t.TempDir(), 2)
+	b.register("bob", "pw")
+	uri := "/_matrix/federation/v1/query/profile?user_id=%40bob%3Ab.test"
+	do := func(peer, auth string) testResp {
+		path, rq, _ := strings.Cut(uri, "?")
+		q, _ := url.ParseQuery(rq)
+		out := &testResp{}
+		b.Dispatch(&Request{Method: "GET", Path: path, Query: q, URI: uri, PeerServer: peer, Authorization: auth}, func(r Response) {
+			raw, _ := marshalBody(r.Body)
+			*out = testResp{Status: r.Status, Raw: raw, Answered: true, Body: map[string]any{}}
+			_ = json.Unmarshal(raw, &out.Body)
+		})
+		fn.settle()
+		return *out
+	}
+	if r := do("a.test", ""); r.Status != 200 {
+		t.Fatalf("Noise-authenticated peer: %d %s", r.Status, r.Raw)
+	}
+	h, _ := xmatrix.Sign(xmatrix.Request{Method: "GET", URI: uri, Origin: "a.test", Destination: "b.test"}, a.key.ID, a.key.Key)
+	auth, _ := h.Format()
+	if r := do("a.test", auth); r.Status != 200 {
+		t.Fatalf("peer with matching X-Matrix: %d %s", r.Status, r.Raw)
+	}
+	wantErr(t, do("c.test", auth), 401, ErrCodeUnauthorized)
+}

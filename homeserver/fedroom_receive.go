@@ -667,8 +667,9 @@ func (fr *fedRooms) prevStates(ev *event.Event) (sets []store.StateMap, missing 
 	return sets, missing, nil
 }
 
-// resolve is state resolution over stored events.
-func (fr *fedRooms) resolve(v *event.RoomVersion, sets []store.StateMap) (store.StateMap, error) {
+// resolve is state resolution over stored events (and extra, events not
+// stored yet).
+func (fr *fedRooms) resolve(v *event.RoomVersion, sets []store.StateMap, extra ...*event.Event) (store.StateMap, error) {
 	switch len(sets) {
 	case 0:
 		return store.StateMap{}, nil
@@ -684,6 +685,11 @@ func (fr *fedRooms) resolve(v *event.RoomVersion, sets []store.StateMap) (store.
 		in[i] = m
 	}
 	out, err := stateres.Resolve(v, in, func(id string) (*event.Event, error) {
+		for _, e := range extra {
+			if e.ID() == id {
+				return e, nil
+			}
+		}
 		row, err := fr.rs.st.Event(id)
 		if err != nil {
 			return nil, err
@@ -906,7 +912,7 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 				sets = append(sets, st)
 			}
 		}
-		if current, err = fr.resolve(v, sets); err != nil {
+		if current, err = fr.resolve(v, sets, ev); err != nil {
 			return err
 		}
 		changed = true

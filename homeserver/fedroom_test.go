@@ -3,12 +3,14 @@ package homeserver
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mxmesh/mxmesh/clock"
 	"github.com/mxmesh/mxmesh/homeserver/auth"
@@ -492,3 +494,144 @@ func TestFedRoomServerACL(t *testing.T) {
 
 // clockEpochMillis is the fake clock's start, as origin_server_ts.
 var clockEpochMillis = clock.Epoch.UnixMilli()
+
+func TestFedRoomLateJoinerBackfills(t *testing.T) {
+	fn, alice, bob, roomID := twoServers(t)
+	var want []string
+	for i := 0; i < 12; i++ {
+		u := alice
+		if i%3 == 2 {
+			u = bob
+		}
+		m := fmt.Sprintf("m%d", i)
+		fn.say(u, roomID, m)
+		want = append(want, m)
+	}
+	c, _ := fn.node("c.test", t.TempDir(), 3)
+	carol := fn.user(c, "carol")
+	fn.call(alice.tn, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": carol.id})
+	fn.call(c, 200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), carol.token, map[string]any{})
+	if rows, _ := c.store.RoomEventsRange(roomID, 0, 1<<62, true, 0); len(rows) != 1 {
+		t.Fatalf("c.test has %d timeline events right after joining, want only the join", len(rows))
+	}
+	if got := fn.bodies(carol, roomID); !sameList(got, want) {
+		t.Fatalf("carol sees %q, want %q", got, want)
+	}
+	fn.say(carol, roomID, "hello all")
+	if got := fn.bodies(bob, roomID); got[len(got)-1] != "hello all" {
+		t.Fatalf("bob sees %q", got)
+	}
+}
+
+// local runs an event built elsewhere through node tn's own PDU checks as
+// if tn had created it.
+func (fn *fedNet) local(tn *testNode, ev *event.Event) {
+	fn.t.Helper()
+	var err error = errors.New("not processed")
+	fedRoomsOf(tn.Node).enqueue(&pduJob{origin: tn.ServerName(), raw: ev.JSON(), roomID: ev.RoomID(), live: true,
+		done: func(_ string, e error) { err = e }})
+	fn.run()
+	if err != nil {
+		fn.t.Fatalf("%s: %v", ev.ID(), err)
+	}
+}
+
+func TestFedRoomFillsGaps(t *testing.T) {
+	for _, n := range []int{3, missingEventsLimit + 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			fn, alice, _, carol, roomID := threeServers(t)
+			a, c := alice.tn, carol.tn
+			// c.test makes a chain of n events that a.test does not see…
+			var chain []*event.Event
+			for i := 0; i < n; i++ {
+				rm, _ := roomsOf(c.Node).room(roomID)
+				ev := forge(t, signerOf(c), rm, carol.id, "m.room.message", nil,
+					map[string]string{"msgtype": "m.text", "body": fmt.Sprint("gap", i)}, rm.extremities, rm.state, rm.depth+1)
+				fn.local(c, ev)
+				chain = append(chain, ev)
+			}
+			// …except the last, whose prev events a.test must fetch.
+			last := chain[n-1]
+			if res := fn.sendPDUs(c, a, last.JSON()); res[last.ID()] != "" {
+				t.Fatalf("last event: %q", res[last.ID()])
+			}
+			rm, _ := roomsOf(a.Node).room(roomID)
+			if !slices.Contains(rm.extremities, last.ID()) {
+				t.Fatalf("a.test extremities %v lack %s", rm.extremities, last.ID())
+			}
+			got := fn.bodies(alice, roomID)
+			if len(got) == 0 || got[len(got)-1] != fmt.Sprint("gap", n-1) {
+				t.Fatalf("alice sees %q", got)
+			}
+			if n <= missingEventsLimit && len(got) != n {
+				t.Fatalf("alice sees %d of %d events: %q", len(got), n, got)
+			}
+			fn.say(alice, roomID, "after the gap")
+			if got := fn.bodies(carol, roomID); got[len(got)-1] != "after the gap" {
+				t.Fatalf("carol sees %q", got)
+			}
+		})
+	}
+}
+
+func TestFedRoomStoppedServerCatchesUp(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	bDir := t.TempDir()
+	b, stopB := fn.node("b.test", bDir, 2)
+	alice, bob := fn.user(a, "alice"), fn.user(b, "bob")
+	roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{}).str("room_id")
+	fn.call(a, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
+	fn.call(b, 200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), bob.token, map[string]any{})
+	stopB()
+	var want []string
+	for i := 0; i < 10; i++ {
+		want = append(want, fmt.Sprint("while away ", i))
+		fn.say(alice, roomID, want[i])
+	}
+	b2, _ := fn.node("b.test", bDir, 2)
+	bob.tn = b2
+	// The queue retries with backoff; give it time.
+	for i := 0; i < 20; i++ {
+		fn.clock.Advance(time.Minute)
+		fn.run()
+	}
+	if got := fn.bodies(bob, roomID); !sameList(got, want) {
+		t.Fatalf("bob sees %q, want %q", got, want)
+	}
+}
+
+func TestFedRoomConcurrentStateResolves(t *testing.T) {
+	fn, alice, bob, roomID := twoServers(t)
+	// alice gives bob power to set the topic.
+	fn.call(alice.tn, 200, "PUT", roomPath(roomID, "/state/m.room.power_levels/"), alice.token, map[string]any{
+		"users": map[string]int{alice.id: 100, bob.id: 50}, "state_default": 50, "events_default": 0,
+		"ban": 50, "kick": 50, "redact": 50, "invite": 0,
+	})
+	fn.net.SetDown("a.test", true)
+	fn.net.SetDown("b.test", true)
+	fn.call(alice.tn, 200, "PUT", roomPath(roomID, "/state/m.room.topic/"), alice.token, map[string]string{"topic": "alice's"})
+	fn.call(bob.tn, 200, "PUT", roomPath(roomID, "/state/m.room.topic/"), bob.token, map[string]string{"topic": "bob's"})
+	fn.net.SetDown("a.test", false)
+	fn.net.SetDown("b.test", false)
+	for i := 0; i < 20; i++ {
+		fn.clock.Advance(time.Minute)
+		fn.run()
+	}
+	ra, _ := roomsOf(alice.tn.Node).room(roomID)
+	rb, _ := roomsOf(bob.tn.Node).room(roomID)
+	if len(ra.extremities) != 2 || !sameList(ra.extremities, rb.extremities) {
+		t.Fatalf("extremities %v vs %v, want the same two", ra.extremities, rb.extremities)
+	}
+	topic := auth.StateKey{Type: "m.room.topic"}
+	if ra.state[topic].ID() != rb.state[topic].ID() {
+		t.Fatalf("servers resolved the topic differently: %s vs %s", ra.state[topic].Content(), rb.state[topic].Content())
+	}
+	// The next event merges the branches on both servers.
+	fn.say(alice, roomID, "merged")
+	ra, _ = roomsOf(alice.tn.Node).room(roomID)
+	rb, _ = roomsOf(bob.tn.Node).room(roomID)
+	if len(ra.extremities) != 1 || !sameList(ra.extremities, rb.extremities) {
+		t.Fatalf("after merge: %v vs %v", ra.extremities, rb.extremities)
+	}
+}

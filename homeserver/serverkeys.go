@@ -326,8 +326,19 @@ func (n *Node) authenticateFederation(c *Call, next func()) {
 			c.Fail(Errorf(status, code, "%v", err))
 			return
 		}
+		if p := c.Req.PeerServer; p != "" && h.Origin != p {
+			c.Fail(Errorf(401, ErrCodeUnauthorized, "X-Matrix origin %q is not the authenticated peer %q", h.Origin, p))
+			return
+		}
 		c.Origin = h.Origin
 		next()
+	}
+	if p := c.Req.PeerServer; p != "" && c.Req.Authorization == "" {
+		// The transport authenticated the peer (Noise session): no
+		// X-Matrix needed.
+		c.Origin = p
+		next()
+		return
 	}
 	h, err, refetch := verify()
 	if err == nil || !refetch {

@@ -94,9 +94,9 @@ func TestPeerAdd(t *testing.T) {
 		want string
 	}{
 		{[]string{"a.test", "192.0.2.1:5683", keyA}, "already pinned"},
-		{[]string{"c.test", "192.0.2.3:5683", keyA}, "does not bind"},        // a's token under another name
-		{[]string{"c.test", "192.0.2.3", keyC}, "addr"},                      // no port
-		{[]string{"c.test", "192.0.2.3:5683", "mxk1:abc"}, "bytes"},          // truncated
+		{[]string{"c.test", "192.0.2.3:5683", keyA}, "does not bind"},       // a's token under another name
+		{[]string{"c.test", "192.0.2.3", keyC}, "addr"},                     // no port
+		{[]string{"c.test", "192.0.2.3:5683", "mxk1:abc"}, "bytes"},         // truncated
 		{[]string{"b.test", "192.0.2.3:5683", showKey(t, b)["key"]}, "own"}, // ourselves
 		{[]string{"c.test", "192.0.2.3:5683"}, "usage"},
 	} {
