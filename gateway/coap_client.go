@@ -34,6 +34,9 @@ type CoAPClientConfig struct {
 	// Local is the UDP address to bind; empty means an ephemeral port on
 	// the unspecified address (loopback in plain mode).
 	Local string
+	// Format is how bodies travel: ContentFormatCBOR (the default, MSC3079)
+	// or ContentFormatMeshFrame (smaller; mxmesh servers only).
+	Format message.MediaType
 	// CoAP tunes the engine (link parameters, block size).
 	CoAP   coap.Config
 	Clock  clock.Clock
@@ -44,12 +47,13 @@ type CoAPClientConfig struct {
 // MSC3079 describes: path codes, CBOR bodies with integer keys, the access
 // token in option 256 sent once per session. Safe for concurrent use.
 type CoAPClient struct {
-	udp   *UDPServer
-	peer  string
-	plain bool
-	mu    sync.Mutex
-	token string
-	sent  bool // the server holds our token (MSC3079 stickiness)
+	udp    *UDPServer
+	peer   string
+	plain  bool
+	format message.MediaType
+	mu     sync.Mutex
+	token  string
+	sent   bool // the server holds our token (MSC3079 stickiness)
 }
 
 // clientBindingName is the name a client's Noise identity binding claims;
@@ -59,7 +63,14 @@ const clientBindingName = "mxmesh-client"
 // DialCoAP opens the client's socket. No datagram is sent until the first
 // request (its Noise handshake carries that request as early data).
 func DialCoAP(cfg CoAPClientConfig) (*CoAPClient, error) {
-	c := &CoAPClient{plain: cfg.ServerKey.NoiseKey == nil}
+	c := &CoAPClient{plain: cfg.ServerKey.NoiseKey == nil, format: cfg.Format}
+	switch c.format {
+	case 0:
+		c.format = ContentFormatCBOR
+	case ContentFormatCBOR, ContentFormatMeshFrame:
+	default:
+		return nil, fmt.Errorf("gateway: coap client: content format %d: want %d or %d", c.format, ContentFormatCBOR, ContentFormatMeshFrame)
+	}
 	udp := UDPConfig{Addr: cfg.Local, Node: CoAPNodeConfig{CoAP: cfg.CoAP}, Clock: cfg.Clock, Logger: cfg.Logger}
 	if c.plain {
 		if udp.Addr == "" {
@@ -145,13 +156,13 @@ func (c *CoAPClient) Do(ctx context.Context, method, path string, body []byte) (
 	}
 	var payload []byte
 	if body != nil {
-		var err error
-		if payload, _, err = codec.Encode(nil, body, codec.TableMSC3079); err != nil {
-			return nil, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
+		var f message.MediaType
+		if payload, f = encodeBody(body, c.format); f != c.format {
+			return nil, fmt.Errorf("gateway: coap client %s %s: body not carriable as content format %d", method, path, c.format)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		req := newAPIRequest(code, path, payload)
+		req := c.newRequest(code, path, payload)
 		c.mu.Lock()
 		withToken := c.token != "" && (!c.sent || attempt > 0)
 		if withToken {
@@ -182,9 +193,11 @@ func (c *CoAPClient) hasToken() bool {
 	return c.token != ""
 }
 
-// newAPIRequest builds the CoAP request for an API path: the MSC3079 short
-// form when there is one, segments percent-decoded into Uri-Path options.
-func newAPIRequest(code codes.Code, path string, payload []byte) *coap.Message {
+// newRequest builds the CoAP request for an API path: the MSC3079 short
+// form when there is one, segments percent-decoded into Uri-Path options,
+// the body's content format, and Accept when the answer should not be the
+// server's default (CBOR).
+func (c *CoAPClient) newRequest(code codes.Code, path string, payload []byte) *coap.Message {
 	short := codec.CompressPath(path)
 	p, query, _ := strings.Cut(short, "?")
 	m := &coap.Message{Code: code, Payload: payload}
@@ -203,7 +216,10 @@ func newAPIRequest(code codes.Code, path string, payload []byte) *coap.Message {
 		}
 	}
 	if payload != nil {
-		m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 2), ContentFormatCBOR)
+		m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), c.format)
+	}
+	if c.format != ContentFormatCBOR {
+		m.Options, _, _ = m.Options.SetAccept(make([]byte, 4), c.format)
 	}
 	return m
 }
@@ -214,6 +230,12 @@ func decodeAPIResponse(m coap.Message) (*CoAPResponse, error) {
 	switch {
 	case err == nil && cf == ContentFormatCBOR:
 		j, err := codec.Decode(nil, m.Payload, codec.TableMSC3079)
+		if err != nil {
+			return nil, fmt.Errorf("decode %v answer: %w", m.Code, err)
+		}
+		r.JSON = j
+	case err == nil && cf == ContentFormatMeshFrame:
+		j, _, err := codec.DecodeFrame(nil, m.Payload, codec.TableLatest)
 		if err != nil {
 			return nil, fmt.Errorf("decode %v answer: %w", m.Code, err)
 		}
@@ -243,7 +265,7 @@ func (c *CoAPClient) ObserveSync(ctx context.Context, query string, notify func(
 	if query != "" {
 		path += "?" + query
 	}
-	req := newAPIRequest(codes.GET, path, nil)
+	req := c.newRequest(codes.GET, path, nil)
 	c.mu.Lock()
 	if c.token != "" {
 		req.Options = req.Options.Add(message.Option{ID: OptionAuthorization, Value: []byte(c.token)})

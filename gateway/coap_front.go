@@ -28,6 +28,11 @@ const (
 	// application/cbor (RFC 7252 §12.3).
 	ContentFormatJSON message.MediaType = 50
 	ContentFormatCBOR message.MediaType = 60
+	// ContentFormatMeshFrame is a codec frame (codec.EncodeFrame: the mesh
+	// key table, zstd with the shipped dictionary when smaller). NOTSPEC:
+	// a number from the experimental range (RFC 7252 §12.3), until one is
+	// registered; MSC3079 clients never send or accept it.
+	ContentFormatMeshFrame message.MediaType = 65060
 	// DefaultMaxSyncWait caps the long-poll of /sync over CoAP.
 	DefaultMaxSyncWait = 20 * time.Second
 )
@@ -54,8 +59,9 @@ type CoAPFrontDoorConfig struct {
 // answers back (MSC3079). It defines no endpoint: every path goes to the
 // node's router. Use it as the fallback handler of a CoAPNode (Handler).
 //
-// It is not safe for concurrent use: the CoAPNode's loop owns it, and
-// calls ServeCoAP from there.
+// Concurrency: ServeCoAP runs on the CoAPNode's loop (it alone touches the
+// sticky tokens); the node's answers and the /sync observations run in the
+// node loop (through Post). Nothing else may call it.
 type CoAPFrontDoor struct {
 	node    *homeserver.Node
 	post    func(f func()) error
@@ -147,7 +153,8 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 //   - access token: option 256, else the one this peer sent last (MSC3079
 //     "Access Tokens"), else the access_token query parameter;
 //   - body: Content-Format 60 is CBOR with MSC3079's integer keys,
-//     decoded to JSON (codec.TableMSC3079); 50 or none is JSON.
+//     decoded to JSON (codec.TableMSC3079); 65060 is a codec frame; 50 or
+//     none is JSON.
 //
 // It returns the content format to answer with, or a CoAP error answer.
 func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.MediaType, *coap.Message) {
@@ -177,8 +184,8 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 		// the client accepts CBOR.
 		accept = ContentFormatJSON
 	}
-	if accept != ContentFormatJSON && accept != ContentFormatCBOR {
-		return nil, ContentFormatCBOR, coapError(codes.NotAcceptable, ContentFormatCBOR, homeserver.ErrCodeUnrecognized, "only application/json (50) and application/cbor (60) are served")
+	if accept != ContentFormatJSON && accept != ContentFormatCBOR && accept != ContentFormatMeshFrame {
+		return nil, ContentFormatCBOR, coapError(codes.NotAcceptable, ContentFormatCBOR, homeserver.ErrCodeUnrecognized, "only application/json (50), application/cbor (60) and mesh frames (65060) are served")
 	}
 
 	var segs []string
@@ -227,6 +234,12 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 			j, err := codec.Decode(nil, m.Payload, codec.TableMSC3079)
 			if err != nil {
 				return nil, accept, coapError(codes.BadRequest, accept, homeserver.ErrCodeNotJSON, "request body is not CBOR this server reads: "+err.Error())
+			}
+			req.Body = j
+		case ContentFormatMeshFrame:
+			j, _, err := codec.DecodeFrame(nil, m.Payload, codec.TableLatest)
+			if err != nil {
+				return nil, accept, coapError(codes.BadRequest, accept, homeserver.ErrCodeNotJSON, "request body is not a frame this server reads: "+err.Error())
 			}
 			req.Body = j
 		default:
@@ -372,21 +385,14 @@ func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, acce
 		}
 	}
 	m := coap.Message{Code: statusCode(method, resp.Status)}
-	if accept == ContentFormatCBOR {
-		c, _, err := codec.Encode(nil, j, codec.TableMSC3079)
-		if err == nil {
-			m.Payload = c
-		} else {
-			// Not carriable as CBOR (say, a float in account data): send the
-			// JSON, labelled as such.
-			f.log.Debug("coap: response sent as JSON", "err", err)
-			accept = ContentFormatJSON
-		}
+	asked := accept
+	if m.Payload, accept = encodeBody(j, accept); accept != asked {
+		f.log.Debug("coap: response not carriable as CBOR, sent as JSON", "status", resp.Status)
 	}
 	if accept == ContentFormatJSON {
 		m.Payload = j
 	}
-	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 2), accept)
+	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), accept)
 	if resp.Status == 429 {
 		if b, ok := resp.Body.(map[string]any); ok {
 			if ms, ok := b["retry_after_ms"].(int64); ok && ms > 0 {
@@ -400,16 +406,32 @@ func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, acce
 
 func coapError(code codes.Code, accept message.MediaType, errcode, msg string) *coap.Message {
 	j, _ := json.Marshal(map[string]string{"errcode": errcode, "error": msg})
-	m := coap.Message{Code: code, Payload: j}
-	if accept == ContentFormatCBOR {
-		if c, _, err := codec.Encode(nil, j, codec.TableMSC3079); err == nil {
-			m.Payload = c
-		} else {
-			accept = ContentFormatJSON
-		}
+	m := coap.Message{Code: code}
+	if m.Payload, accept = encodeBody(j, accept); accept == ContentFormatJSON {
+		m.Payload = j
 	}
-	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 2), accept)
+	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), accept)
 	return &m
+}
+
+// encodeBody encodes JSON j as the content format accept asks for. JSON
+// that CBOR cannot carry (a float, say, in account data) falls back to
+// JSON: it returns nil and ContentFormatJSON, and the caller sends j.
+func encodeBody(j []byte, accept message.MediaType) ([]byte, message.MediaType) {
+	var out []byte
+	var err error
+	switch accept {
+	case ContentFormatCBOR:
+		out, _, err = codec.Encode(nil, j, codec.TableMSC3079)
+	case ContentFormatMeshFrame:
+		out, _, err = codec.EncodeFrame(nil, j, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest})
+	default:
+		return nil, ContentFormatJSON
+	}
+	if err != nil {
+		return nil, ContentFormatJSON
+	}
+	return out, accept
 }
 
 // statusCode maps an HTTP status to a CoAP response code as RFC 8075 §7

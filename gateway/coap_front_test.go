@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"github.com/mxmesh/mxmesh/clock"
@@ -144,20 +145,25 @@ func (s *syncResp) bodies(room string) []string {
 // registerAndRoom registers alice, creates a room and returns its ID.
 func registerAndRoom(t testing.TB, c *CoAPClient) string {
 	t.Helper()
+	return registerAndRoomAs(t, c, "alice")
+}
+
+func registerAndRoomAs(t testing.TB, c *CoAPClient, user string) string {
+	t.Helper()
 	var reg struct {
 		UserID      string `json:"user_id"`
 		AccessToken string `json:"access_token"`
 	}
 	call(t, c, "POST", "/_matrix/client/v3/register",
-		map[string]any{"username": "alice", "password": "wonderland", "auth": map[string]string{"type": "m.login.dummy"}}, &reg)
-	if reg.UserID != "@alice:coap.test" || reg.AccessToken == "" {
+		map[string]any{"username": user, "password": "wonderland", "auth": map[string]string{"type": "m.login.dummy"}}, &reg)
+	if reg.UserID != "@"+user+":coap.test" || reg.AccessToken == "" {
 		t.Fatalf("register: %+v", reg)
 	}
 	var login struct {
 		AccessToken string `json:"access_token"`
 	}
 	call(t, c, "POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.password",
-		"identifier": map[string]string{"type": "m.id.user", "user": "alice"}, "password": "wonderland"}, &login)
+		"identifier": map[string]string{"type": "m.id.user", "user": user}, "password": "wonderland"}, &login)
 	c.SetAccessToken(login.AccessToken)
 	var room struct {
 		RoomID string `json:"room_id"`
@@ -432,67 +438,90 @@ func settled(t testing.TB, s *UDPServer, clients ...*CoAPClient) Traffic {
 
 // TestSendHelloBytes measures, on the wire, what sending "hello" to a room
 // costs a low-bandwidth client once its session is up: the datagrams'
-// bytes (UDP payload: Noise header and tag, CoAP, CBOR), request and
-// response. The access token is not resent (MSC3079 stickiness), the path
-// is code 9, the body and answer are CBOR with MSC3079 keys. It also
+// bytes (UDP payload: Noise header and tag, CoAP, body), request and
+// response. The access token is not resent (MSC3079 stickiness) and the
+// path is code 9. Bodies are MSC3079 CBOR, then mesh frames. It also
 // reports (without asserting) the incremental /sync that brings "hello"
 // back and a new session's first request.
 func TestSendHelloBytes(t *testing.T) {
 	// A long ACK delay makes every answer ride on the ACK however slow the
 	// machine is, so the counts are exact.
 	s := startFrontDoor(t, false, coap.Config{AckDelay: 30 * time.Second})
-	c := s.dial(t, false)
-	room := registerAndRoom(t, c)
-	var sent struct {
-		EventID string `json:"event_id"`
-	}
-	call(t, c, "PUT", sendPath(room, "warm"), map[string]string{"msgtype": "m.text", "body": "warm"}, &sent)
-	var sy syncResp
-	call(t, c, "GET", "/_matrix/client/v3/sync", nil, &sy)
+	var clients []*CoAPClient
+	for _, tc := range []struct {
+		name      string
+		format    message.MediaType
+		req, resp uint64
+	}{
+		// Request, 95 B: Noise 18 B (1 B index, 1 B counter, 16 B tag);
+		// CoAP 77 B: header 4, token 1, Uri-Path "9" 2, room ID (29 chars)
+		// 31, "m.room.message" 16, "1" 2, Content-Format 60 2, payload
+		// marker 1, CBOR {27:"hello",28:"m.text"} 18.
+		// Response, 74 B: Noise 18 B; CoAP header 4, token 1,
+		// Content-Format 2, marker 1, CBOR {1:"$"+43 chars} 48.
+		{"msc3079 cbor", ContentFormatCBOR, wantHelloRequest, wantHelloResponse},
+		// Frames, 92 B + 64 B: Content-Format 65060 3 B and Accept 65060
+		// 3 B, the body 11 B (mesh table: msgtype as a small integer); the
+		// answer's Content-Format 3 B and body 37 B (the event ID as 32 raw
+		// bytes).
+		{"mesh frame", ContentFormatMeshFrame, wantHelloRequestFrame, wantHelloResponseFrame},
+	} {
+		cfg := CoAPClientConfig{Server: s.udp.Addr(), ServerName: s.name, ServerKey: s.key, Format: tc.format}
+		c, err := DialCoAP(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+		room := registerAndRoomAs(t, c, fmt.Sprint("user", len(clients)))
+		var sent struct {
+			EventID string `json:"event_id"`
+		}
+		call(t, c, "PUT", sendPath(room, "warm"), map[string]string{"msgtype": "m.text", "body": "warm"}, &sent)
+		var sy syncResp
+		call(t, c, "GET", "/_matrix/client/v3/sync", nil, &sy)
 
-	measure := func(f func()) (out, back, nOut, nBack uint64) {
-		before := settled(t, s.udp, c)
-		f()
-		after := settled(t, s.udp, c)
-		return after.SentBytes - before.SentBytes, after.RecvBytes - before.RecvBytes,
-			after.SentDatagrams - before.SentDatagrams, after.RecvDatagrams - before.RecvDatagrams
+		measure := func(f func()) (out, back, nOut, nBack uint64) {
+			settled(t, s.udp, clients...)
+			before := c.UDP().Traffic()
+			f()
+			settled(t, s.udp, clients...)
+			after := c.UDP().Traffic()
+			return after.SentBytes - before.SentBytes, after.RecvBytes - before.RecvBytes,
+				after.SentDatagrams - before.SentDatagrams, after.RecvDatagrams - before.RecvDatagrams
+		}
+		req, resp, n, m := measure(func() {
+			call(t, c, "PUT", sendPath(room, "1"), map[string]string{"msgtype": "m.text", "body": "hello"}, &sent)
+		})
+		if n != 1 || m != 1 {
+			t.Fatalf("%s: %d datagrams out, %d back; want 1 and 1", tc.name, n, m)
+		}
+		t.Logf("%s: send hello: request %d B, response %d B, total %d B (UDP payload; +28 B each for IPv4+UDP headers)", tc.name, req, resp, req+resp)
+		if req != tc.req || resp != tc.resp {
+			t.Errorf("%s: send hello: %d B + %d B, want %d B + %d B", tc.name, req, resp, tc.req, tc.resp)
+		}
+		var back syncResp
+		req, resp, n, m = measure(func() { call(t, c, "GET", "/_matrix/client/v3/sync?since="+sy.NextBatch, nil, &back) })
+		if got := back.bodies(room); len(got) != 1 || got[0] != "hello" {
+			t.Fatalf("%s: incremental sync %q", tc.name, got)
+		}
+		t.Logf("%s: incremental sync bringing hello back: %d B out, %d B back, %d+%d datagrams", tc.name, req, resp, n, m)
 	}
-	req, resp, n, m := measure(func() {
-		call(t, c, "PUT", sendPath(room, "1"), map[string]string{"msgtype": "m.text", "body": "hello"}, &sent)
-	})
-	if n != 1 || m != 1 {
-		t.Fatalf("%d datagrams out, %d back; want 1 and 1", n, m)
-	}
-	t.Logf("send hello: request %d B, response %d B, total %d B (UDP payload; +28 B each for IPv4+UDP headers)", req, resp, req+resp)
-	// Request, 95 B: Noise 18 B (1 B index, 1 B counter, 16 B tag); CoAP
-	// 77 B: header 4, token 1, Uri-Path "9" 2, room ID (29 chars) 31,
-	// "m.room.message" 16, "1" 2, Content-Format 60 2, payload marker 1,
-	// CBOR {27:"hello",28:"m.text"} 18.
-	// Response, 74 B: Noise 18 B; CoAP header 4, token 1, Content-Format
-	// 2, marker 1, CBOR {1:"$"+43 chars} 48.
-	if req != wantHelloRequest || resp != wantHelloResponse {
-		t.Errorf("send hello: %d B + %d B, want %d B + %d B", req, resp, wantHelloRequest, wantHelloResponse)
-	}
-
-	var back syncResp
-	req, resp, n, m = measure(func() { call(t, c, "GET", "/_matrix/client/v3/sync?since="+sy.NextBatch, nil, &back) })
-	if got := back.bodies(room); len(got) != 1 || got[0] != "hello" {
-		t.Fatalf("incremental sync %q", got)
-	}
-	t.Logf("incremental sync bringing hello back: %d B out, %d B back, %d+%d datagrams", req, resp, n, m)
 
 	fresh := s.dial(t, false)
-	fresh.SetAccessToken(c.token)
+	fresh.SetAccessToken(clients[0].token)
 	call(t, fresh, "GET", "/_matrix/client/v3/account/whoami", nil, new(map[string]any))
-	ft := settled(t, s.udp, fresh, c)
+	ft := settled(t, s.udp, append([]*CoAPClient{fresh}, clients...)...)
 	t.Logf("new session, first request (whoami with token; IK handshake carries it): %d B out, %d B back, %d+%d datagrams",
 		ft.SentBytes, ft.RecvBytes, ft.SentDatagrams, ft.RecvDatagrams)
 }
 
 // Measured sizes of the "send hello" exchange (BENCHMARKS-lowband.md).
 const (
-	wantHelloRequest  = 95
-	wantHelloResponse = 74
+	wantHelloRequest       = 95
+	wantHelloResponse      = 74
+	wantHelloRequestFrame  = 92
+	wantHelloResponseFrame = 64
 )
 
 // countingConn counts the bytes an HTTP client writes and reads.
@@ -560,4 +589,54 @@ func TestSendHelloBytesHTTP(t *testing.T) {
 	o, i := out.Load(), in.Load()
 	do("PUT", sendPath(room.RoomID, "1"), reg.AccessToken, map[string]string{"msgtype": "m.text", "body": "hello"}, &sent)
 	t.Logf("send hello over HTTP/1.1+JSON, warm connection: request %d B, response %d B (TCP payload)", out.Load()-o, in.Load()-i)
+}
+
+// FuzzCoAPFrontDoorTranslate: any request the CoAP engine can deliver
+// translates into a node request or a 4.xx answer, never a panic.
+func FuzzCoAPFrontDoorTranslate(f *testing.F) {
+	cfg := homeserver.DefaultConfig("fuzz.test")
+	cfg.Dir = f.TempDir()
+	st, err := store.Open(filepath.Join(cfg.Dir, "db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	key, _ := homeserver.GenerateSigningKey(clock.SeededRNG(1))
+	node, err := homeserver.New(homeserver.Options{Config: cfg, Store: st, SigningKey: key, Clock: clock.NewFake(clock.Epoch), RNG: clock.SeededRNG(2)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	door, err := NewCoAPFrontDoor(CoAPFrontDoorConfig{Node: node})
+	if err != nil {
+		f.Fatal(err)
+	}
+	send := coap.NewRequest(codes.PUT, "/9/!r:hs/m.room.message/1", []byte{0xa1, 0x18, 0x1b, 0x62, 'h', 'i'})
+	send.Options, _, _ = send.Options.SetContentFormat(make([]byte, 2), ContentFormatCBOR)
+	for _, m := range []*coap.Message{send, coap.NewRequest(codes.GET, "/7?timeout=99999999&since=s1", nil),
+		coap.NewRequest(codes.POST, "/_matrix/client/v3/login", []byte(`{"type":"m.login.password"}`))} {
+		var w coap.Wire
+		w.Code, w.Options, w.Payload, w.Type = m.Code, m.Options, m.Payload, coap.CON
+		data, err := coap.Encode(nil, &w)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var w coap.Wire
+		if coap.Decode(data, &w) != nil || w.Code>>5 != 0 {
+			return
+		}
+		r := &CoAPRequest{Peer: "127.0.0.1:1", Msg: coap.Message{Code: w.Code, Options: w.Options, Payload: w.Payload}}
+		req, _, answer := door.translate(r)
+		if (req == nil) == (answer == nil) {
+			t.Fatalf("translate gave request %v and answer %v", req, answer)
+		}
+		if answer != nil && answer.Code>>5 != 4 {
+			t.Fatalf("refusal with %v", answer.Code)
+		}
+		if req != nil && !strings.HasPrefix(req.Path, "/_matrix/") {
+			t.Fatalf("path %q", req.Path)
+		}
+	})
 }

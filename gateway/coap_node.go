@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,6 +273,14 @@ func (n *CoAPNode) drainNoise() {
 		ev, ok := n.nz.PollEvent()
 		if !ok {
 			break
+		}
+		if ev.Kind == noise.EventLearned {
+			// Trust on first use: the pin lives until restart; an operator
+			// makes it permanent with `mxmesh peer add`.
+			n.log.Info("gateway: noise peer learned on first use", "peer", ev.Peer,
+				"noise_key", base64.RawStdEncoding.EncodeToString(ev.NoiseKey),
+				"signing_key", base64.RawStdEncoding.EncodeToString(ev.SigningKey))
+			continue
 		}
 		n.log.Debug("gateway: noise event", "kind", ev.Kind, "peer", ev.Peer)
 	}

@@ -924,8 +924,9 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 		}
 	}
 	var prevAfter store.StateMap
+	var prevGroup store.StateGroup
 	if prevRow.StateAfter > 0 {
-		if prevAfter, _, err = rs.st.LoadStateGroup(prevRow.StateAfter); err != nil {
+		if prevAfter, prevGroup, err = rs.st.LoadStateGroup(prevRow.StateAfter); err != nil {
 			return err
 		}
 	}
@@ -937,7 +938,7 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 		// stored as a delta against the current state.
 		var gBefore store.StateGroup
 		if prevRow.StateAfter > 0 && maps.Equal(prevAfter, before) {
-			gBefore = store.StateGroup{ID: prevRow.StateAfter}
+			gBefore = prevGroup
 		} else if maps.Equal(rm.stateIDs, before) && rm.group.ID > 0 {
 			gBefore = rm.group
 		} else if len(before) > 0 {
@@ -964,7 +965,9 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 		}
 		if changed {
 			g := gAfter
-			if !maps.Equal(current, after) {
+			if maps.Equal(current, rm.stateIDs) && rm.group.ID > 0 {
+				g = rm.group
+			} else if !maps.Equal(current, after) {
 				if g, err = b.t.InsertStateGroup(rm.id, rm.group, rm.stateIDs, current); err != nil {
 					return err
 				}

@@ -274,8 +274,9 @@ func strippedState(state auth.State) []any {
 	return out
 }
 
-// stateAndAuthChain returns the events of a state map and their auth chain
-// (without the state events themselves), as raw PDUs sorted by depth.
+// stateAndAuthChain returns the events of a state map and their full auth
+// chain (which repeats state events that authorise others: Dendrite checks
+// that the chain holds the create event), as raw PDUs sorted by depth.
 func (fr *fedRooms) stateAndAuthChain(ids store.StateMap) (state, chain []json.RawMessage, err error) {
 	list := make([]string, 0, len(ids))
 	for _, id := range ids {
@@ -285,10 +286,8 @@ func (fr *fedRooms) stateAndAuthChain(ids store.StateMap) (state, chain []json.R
 	if err != nil {
 		return nil, nil, err
 	}
-	inState := map[string]bool{}
 	state = []json.RawMessage{}
 	for _, r := range rows {
-		inState[r.EventID] = true
 		state = append(state, json.RawMessage(r.JSON))
 	}
 	chainRows, err := fr.authChain(list)
@@ -297,9 +296,7 @@ func (fr *fedRooms) stateAndAuthChain(ids store.StateMap) (state, chain []json.R
 	}
 	chain = []json.RawMessage{}
 	for _, r := range chainRows {
-		if !inState[r.EventID] {
-			chain = append(chain, json.RawMessage(r.JSON))
-		}
+		chain = append(chain, json.RawMessage(r.JSON))
 	}
 	return state, chain, nil
 }

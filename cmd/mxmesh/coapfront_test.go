@@ -190,3 +190,49 @@ func TestServePlainCoAPLibcoap(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCLI: `mxmesh client` against a served node over CoAP/Noise:
+// register, log in (password on stdin), create a room, send, sync, and an
+// incremental sync that only shows what is new.
+func TestClientCLI(t *testing.T) {
+	dir, noiseAddr, _ := serveCoAP(t)
+	key := showKey(t, dir)["key"]
+	state := filepath.Join(t.TempDir(), "client.json")
+	cli := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		base := []string{"client", "--server", noiseAddr, "--key", key, "--server-name", "cli.test", "--state", state, "-v"}
+		code := run(append(base, args...), strings.NewReader(stdin), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := cli("", "register", "carol", "--password", "secret-pw"); code != 0 || !strings.Contains(out, "@carol:cli.test") {
+		t.Fatalf("register: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := cli("secret-pw\n", "login", "carol"); code != 0 || !strings.Contains(out, "logged in as @carol:cli.test") {
+		t.Fatalf("login: %d %q %q", code, out, errs)
+	}
+	code, out, errs := cli("", "create-room", "mesh")
+	room := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(room, "!") {
+		t.Fatalf("create-room: %d %q %q", code, out, errs)
+	}
+	code, out, errs = cli("", "send", room, "hello", "mesh")
+	if code != 0 || !strings.HasPrefix(out, "$") || !strings.Contains(errs, "sent 1 datagrams") {
+		t.Fatalf("send: %d %q %q", code, out, errs)
+	}
+	t.Logf("mxmesh client send (new session: handshake, token, request): %s", strings.TrimSpace(errs))
+	if code, out, errs := cli("", "sync"); code != 0 || out != room+" @carol:cli.test: hello mesh\n" {
+		t.Fatalf("sync: %d %q %q", code, out, errs)
+	}
+	cli("", "send", room, "second")
+	if code, out, errs := cli("", "--frames", "sync", "--timeout", "1000"); code != 0 || out != room+" @carol:cli.test: second\n" {
+		t.Fatalf("incremental sync: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := cli("", "send", room); code != 2 {
+		t.Fatalf("send without text: %d %q", code, errs)
+	}
+	var out2, errb bytes.Buffer
+	if code := run([]string{"client", "--server", noiseAddr, "--key", key, "--server-name", "other.test", "sync"}, nil, &out2, &errb); code != 1 || !strings.Contains(errb.String(), "does not bind") {
+		t.Fatalf("wrong server name: %d %q", code, errb.String())
+	}
+}

@@ -67,7 +67,7 @@ func initDir(dir string, cfg *homeserver.Config, now time.Time) error {
 	}
 	cfg.Dir = dir
 	conf := filepath.Join(dir, homeserver.ConfigFile)
-	for _, p := range []string{conf, cfg.Path(cfg.SigningKeyFile), cfg.Path(cfg.TLSCert), cfg.Path(cfg.TLSKey), cfg.Path(cfg.Database)} {
+	for _, p := range []string{conf, cfg.Path(cfg.SigningKeyFile), cfg.Path(cfg.NoiseKeyFile), cfg.Path(cfg.TLSCert), cfg.Path(cfg.TLSKey), cfg.Path(cfg.Database)} {
 		if _, err := os.Stat(p); err == nil {
 			return fmt.Errorf("%s already exists; refusing to overwrite an existing node", p)
 		} else if !errors.Is(err, fs.ErrNotExist) {

@@ -25,8 +25,10 @@ var (
 		l, rule, err := parseLevels(e.Content(), true)
 		return &strictLevels{levels: l, rule: rule, err: err}
 	})
-	createMemo   = event.NewMemo("auth: create content", parseCreateInfo)
-	memberMemo   = event.NewMemo("auth: member content", func(e *event.Event) *memberContent { return parseMemberContent(e.Content()) })
+	createMemo = event.NewMemo("auth: create content", parseCreateInfo)
+	memberMemo = event.NewMemo("auth: member content", func(e *event.Event) *memberContent {
+		return parseMemberContent(e.Content())
+	})
 	joinRuleMemo = event.NewMemo("auth: join rule", func(e *event.Event) string {
 		m, err := object(e.Content())
 		if err != nil {

@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/mxmesh/mxmesh/homeserver/event"
@@ -107,6 +108,42 @@ func TestCheckAllocs(t *testing.T) {
 		AppendAuthStateKeys(buf, ev)
 		if n := testing.AllocsPerRun(50, func() { buf = AppendAuthStateKeys(buf[:0], ev) }); n != 0 {
 			t.Errorf("v%s: AppendAuthStateKeys into a buffer allocates %v times, want 0", v.ID, n)
+		}
+	}
+}
+
+// Events are shared between goroutines (Event is safe for concurrent
+// readers); the first decoding of their content may then happen in several
+// at once. Every goroutine must get the sequential answers. Run with -race.
+func TestCheckConcurrentFirstUse(t *testing.T) {
+	r := modRoom(t, event.V12)
+	cases := memoCases(r)
+	want := make([]string, len(cases))
+	for i, e := range cases {
+		want[i] = fmt.Sprint(Check(reparse(t, e), r.state))
+	}
+	fresh := make([]*event.Event, len(cases))
+	for i, e := range cases {
+		fresh[i] = reparse(t, e)
+	}
+	state := NewState()
+	for k, se := range r.state {
+		state[k] = reparse(t, se)
+	}
+	const goroutines = 4
+	got := make([][]string, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for _, e := range fresh {
+				got[g] = append(got[g], fmt.Sprint(Check(e, state)))
+			}
+		})
+	}
+	wg.Wait()
+	for g := range goroutines {
+		if !slices.Equal(got[g], want) {
+			t.Fatalf("goroutine %d: %q, want %q", g, got[g], want)
 		}
 	}
 }

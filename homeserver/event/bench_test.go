@@ -8,7 +8,7 @@ import (
 // benchPDU is a typical federation PDU: an m.room.message with a body,
 // formatted_body, two prev_events and three auth_events, signed by one
 // server, with an unsigned age.
-func benchPDU(b *testing.B) ([]byte, ed25519.PublicKey, ed25519.PrivateKey) {
+func benchPDU(b testing.TB) ([]byte, ed25519.PublicKey, ed25519.PrivateKey) {
 	b.Helper()
 	key := specKey(b)
 	e, err := Build(Proto{
@@ -83,5 +83,21 @@ func BenchmarkVerifyEventSignature(b *testing.B) {
 		if err := VerifyEventSignature(raw, V11, "example.org", "ed25519:a_XyZw", pub); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Parse's allocations are a fixed function of its input. The ceiling is
+// what the typical PDU of BenchmarkParse costs (101 before common strings
+// were shared, arrays built at their final size and the reference hash
+// written without a redacted copy); more means a regression.
+func TestParseAllocs(t *testing.T) {
+	raw, _, _ := benchPDU(t)
+	const ceiling = 66
+	if n := testing.AllocsPerRun(20, func() {
+		if _, err := Parse(raw, V11); err != nil {
+			t.Fatal(err)
+		}
+	}); n > ceiling {
+		t.Fatalf("Parse allocates %v times, want at most %d", n, ceiling)
 	}
 }
