@@ -41,6 +41,14 @@ func TestAuthStateKeys(t *testing.T) {
 		{"RestrictedJoin", TypeMember, eve, eve,
 			map[string]any{"membership": Join, "join_authorised_via_users_server": carol},
 			[]StateKey{create, pl, m(eve), jr, m(carol)}, []StateKey{pl, m(eve), jr, m(carol)}},
+		// "Auth events selection": the authorising user's membership is
+		// selected only when membership is join.
+		{"AuthoriserOnLeave", TypeMember, eve, eve,
+			map[string]any{"membership": Leave, "join_authorised_via_users_server": carol},
+			[]StateKey{create, pl, m(eve)}, []StateKey{pl, m(eve)}},
+		{"AuthoriserOnInvite", TypeMember, eve, carol,
+			map[string]any{"membership": Invite, "join_authorised_via_users_server": dave},
+			[]StateKey{create, pl, m(carol), m(eve), jr}, []StateKey{pl, m(carol), m(eve), jr}},
 		{"BadContent", TypeMember, eve, eve, "not an object", []StateKey{create, pl, m(eve)}, []StateKey{pl, m(eve)}},
 	}
 	for _, tc := range tests {

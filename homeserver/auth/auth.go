@@ -170,11 +170,18 @@ func (c *checker) check() error {
 	// "Events must be signed by the server denoted by the sender property."
 	// The signature itself is verified on receipt (server-server-api
 	// "Validating hashes and signatures on received events"); the rules
-	// only need it to be there.
-	if len(ev.Signatures()[domainOf(ev.Sender())]) == 0 {
+	// only need it to be there. That section exempts an invite made from a
+	// third-party invite: the invitee's server builds it on the inviter's
+	// behalf, and rule 4.4.1 ties its sender to the
+	// m.room.third_party_invite instead. Synapse applies the same exception.
+	if len(ev.Signatures()[domainOf(ev.Sender())]) == 0 && !c.isThirdPartyInvite() {
 		return rejectAs("signed-by-sender", "event is not signed by the sender's server %q", domainOf(ev.Sender()))
 	}
-	if ev.IsCreate() {
+	// Rule 1 applies to every event of type m.room.create, whatever its
+	// state_key (as in Synapse): one sent into an existing room has
+	// prev_events and fails 1.1, instead of passing as an ordinary state
+	// event.
+	if ev.Type() == TypeCreate {
 		return c.checkCreate()
 	}
 	if err := c.checkRoom(); err != nil {
@@ -217,6 +224,16 @@ func (c *checker) check() error {
 	// here: the redact level is applied when the redaction is, see
 	// CheckRedaction.
 	return nil
+}
+
+// isThirdPartyInvite reports whether ev is an m.room.member invite carrying
+// content.third_party_invite.
+func (c *checker) isThirdPartyInvite() bool {
+	if c.ev.Type() != TypeMember {
+		return false
+	}
+	mc := memberMemo.Get(c.ev)
+	return mc.err == nil && mc.membership == Invite && mc.hasThirdPartyInvite
 }
 
 // checkRoom ties ev to the create event in state: rule 2.4 in room versions

@@ -12,9 +12,9 @@ import (
 // m.room.power_levels, the sender's m.room.member and, for m.room.member
 // events, the target's m.room.member, m.room.join_rules for joins and
 // invites, the m.room.third_party_invite named by
-// content.third_party_invite.signed.token, and the member event of
-// content.join_authorised_via_users_server. Duplicates are listed once. An
-// m.room.create event needs none.
+// content.third_party_invite.signed.token for invites, and for joins the
+// member event of content.join_authorised_via_users_server. Duplicates are
+// listed once. An m.room.create event needs none.
 // Spec: server-server-api "Auth events selection"; rooms/v12.md rule 3.2.
 func AuthStateKeys(v *event.RoomVersion, evType, stateKey, sender string, content json.RawMessage) []StateKey {
 	if evType == TypeCreate && stateKey == "" {
@@ -79,8 +79,13 @@ func appendAuthStateKeys(dst []StateKey, v *event.RoomVersion, evType, stateKey,
 	if mc.membership == Invite && mc.inviteTokenOK {
 		add(StateKey{TypeThirdPartyInvite, mc.inviteToken})
 	}
-	// Every room version from 8 on supports restricted rooms.
-	if mc.authoriserStr {
+	// The authorising user's membership, for joins only: the spec's
+	// selection lists it whenever join_authorised_via_users_server is
+	// present (every room version from 8 on supports restricted rooms), but
+	// only a join's rules read it, and Synapse's auth_types_for_event
+	// rejects it on any other membership (rule 2.2), so we do not cite it
+	// there. CheckAuthEvents still accepts it, as the spec allows.
+	if mc.membership == Join && mc.authoriserStr {
 		add(StateKey{TypeMember, mc.authoriser})
 	}
 	return dst
@@ -138,7 +143,7 @@ func CheckAuthEvents(ev *event.Event, authEvents []*event.Event, rejected func(e
 
 func (c *checker) checkAuthEvents(authEvents []*event.Event, rejected func(string) bool) error {
 	ev := c.ev
-	if ev.IsCreate() {
+	if ev.Type() == TypeCreate {
 		// Rule 1 decides create events before the auth events are looked
 		// at; a create event has none.
 		if n := len(ev.AuthEvents()); n > 0 {
@@ -156,6 +161,16 @@ func (c *checker) checkAuthEvents(authEvents []*event.Event, rejected func(strin
 	var buf [maxAuthStateKeys]StateKey
 	for _, k := range AppendAuthStateKeys(buf[:0], ev) {
 		allowed[k] = true
+	}
+	// "Auth events selection" (server-server-api) lists the authorising
+	// user's membership whenever content.join_authorised_via_users_server is
+	// present, whatever the membership. We cite it only for joins (as Synapse
+	// does; a citation the rule does not need is never required), but accept
+	// what the spec's selection allows.
+	if ev.Type() == TypeMember {
+		if mc := memberMemo.Get(ev); mc.err == nil && mc.authoriserStr {
+			allowed[StateKey{TypeMember, mc.authoriser}] = true
+		}
 	}
 	seen := map[StateKey]string{}
 	hasCreate := false
@@ -182,14 +197,15 @@ func (c *checker) checkAuthEvents(authEvents []*event.Event, rejected func(strin
 		if rejected != nil && rejected(id) {
 			return c.reject("2.3", "auth event %s was rejected", id)
 		}
-		// v12 3.5.
+		// v12 3.4. (The spec's source numbers this item 5, after dropping
+		// 3.4 "no m.room.create among the entries"; as rendered it is 3.4.)
 		// NOTSPEC: room versions 10 and 11 state this only implicitly (the
 		// auth events are "a subset of the room state"); we apply it to them
 		// too, as Synapse does.
 		if a.RoomID() != ev.RoomID() {
 			rule := "auth-events-room"
 			if c.v.RoomIDFromCreate {
-				rule = "3.5"
+				rule = "3.4"
 			}
 			return rejectAs(rule, "auth event %s is in room %q, not %q", id, a.RoomID(), ev.RoomID())
 		}

@@ -43,7 +43,7 @@ var specRules = []struct{ rule, only string }{
 
 // rulesFor lists the rules of v with their one-sided marks. Version 11
 // drops 1.4; version 12 renumbers (a second copy of the mapping in
-// auth.go, written out by hand here) and adds 2, 3.5 and 10.4.
+// auth.go, written out by hand here) and adds 2, 3.4 and 10.4.
 func rulesFor(v *event.RoomVersion) map[string]string {
 	out := map[string]string{"signed-by-sender": "", "auth-events-missing": "reject"}
 	for _, r := range specRules {
@@ -59,7 +59,7 @@ func rulesFor(v *event.RoomVersion) map[string]string {
 		return out
 	}
 	v12 := map[string]string{"signed-by-sender": "", "auth-events-missing": "reject",
-		"1.1": "", "1.2": "", "1.3": "", "1.4": "", "2": "", "3.5": "", "10.4": ""}
+		"1.1": "", "1.2": "", "1.3": "", "1.4": "", "2": "", "3.4": "", "10.4": ""}
 	for _, r := range specRules {
 		if strings.HasPrefix(r.rule, "1.") || r.rule == "2.4" {
 			continue

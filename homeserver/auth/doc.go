@@ -58,8 +58,9 @@
 // Room version 12 inserts rule 2 (the room ID is the create event's ID,
 // "!" + its reference hash), so rules 2–10 above become 3–11; it replaces
 // 1.2 (the create event has no room_id), 1.4 (additional_creators must be
-// user IDs) and 2.4 (3.2: the create event must not be listed), adds 3.5
-// (auth events from another room) and inserts 10.4 (room creators must not
+// user IDs) and 2.4 (3.2: the create event must not be listed), adds 3.4
+// (auth events from another room; 3.5 in the spec's Markdown source, 3.4 as
+// rendered) and inserts 10.4 (room creators must not
 // appear in users), shifting 9.4–9.10 to 10.5–10.11. Every rejection is a
 // *RuleError whose Rule is the number in the event's own room version, or
 // a stable name for checks outside the numbered list ("signed-by-sender",
@@ -92,7 +93,8 @@
 // authorising user's server. Verifying those signatures needs the servers'
 // published keys, so it happens on receipt (server-server-api "Validating
 // hashes and signatures on received events"); Check requires the
-// signatures to be present. The signature on a third-party invite's
+// signatures to be present — except the sender's server's signature on an
+// invite carrying content.third_party_invite, which that section exempts. The signature on a third-party invite's
 // "signed" object is verified here, against the ed25519 public keys of the
 // m.room.third_party_invite event it redeems.
 //
@@ -100,7 +102,9 @@
 //
 // Each deliberate deviation is marked NOTSPEC in the code: the invite level
 // defaults to 0 (the event schema) rather than 50 (server-server-api
-// "Definitions"); a room without m.room.join_rules behaves as "invite";
+// "Definitions"); state_default is 50 even in a room with no
+// m.room.power_levels event (the schema says 0; Synapse and Dendrite use
+// 50); a room without m.room.join_rules behaves as "invite";
 // a restricted join's authorising user must also be joined; a create event
 // whose room_version differs from the version it is checked under is
 // refused; and auth events from another room are rejected in versions 10

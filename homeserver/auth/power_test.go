@@ -152,6 +152,18 @@ var powerLevelsCases = []ruleCase{
 	{name: "NotificationsNotObject", rule: "9.2", rule12: "10.2", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
 		return carolLevels(modRoom(t, v), map[string]any{"users": users(carol, 50), "invite": 50, "notifications": 50})
 	}},
+	// Rule 9.2 (v12: 10.2): null is "present and not an object"; Synapse
+	// rejects it too (not a Mapping). Regression: null used to read as {}.
+	{name: "Rule_9_2_NullEvents", rule: "9.2", rule12: "10.2", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		return carolLevels(modRoom(t, v), map[string]any{"users": users(carol, 50), "invite": 50, "events": nil})
+	}},
+	{name: "Rule_9_2_NullNotifications", rule: "9.2", rule12: "10.2", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		return carolLevels(modRoom(t, v), map[string]any{"users": users(carol, 50), "invite": 50, "notifications": nil})
+	}},
+	// Rule 9.3 (v12: 10.3): likewise for users.
+	{name: "Rule_9_3_NullUsers", rule: "9.3", rule12: "10.3", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		return modRoom(t, v).check(carol, TypePowerLevels, sp(""), map[string]any{"users": nil, "users_default": 0})
+	}},
 	{name: "UsersValid", rule: "9.3", rule12: "10.3", run: func(t testing.TB, v *event.RoomVersion) error {
 		return carolLevels(modRoom(t, v), map[string]any{"users": users(carol, 50, dave, 10, "@historic(user):[::1]:8448", 0), "invite": 50})
 	}},

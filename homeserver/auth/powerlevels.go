@@ -71,6 +71,10 @@ func parseLevels(content json.RawMessage, strict bool) (*levels, string, error) 
 			continue
 		}
 		mm, err := intMap(raw)
+		if err == nil && !isObject(raw) {
+			// object() reads null as {}; rule 9.2 wants an object.
+			err = fmt.Errorf("not a JSON object")
+		}
 		if err != nil {
 			if strict {
 				return nil, "9.2", fmt.Errorf("%s: %w", k, err)
@@ -86,6 +90,9 @@ func parseLevels(content json.RawMessage, strict bool) (*levels, string, error) 
 	if raw, ok := m["users"]; ok {
 		l.hasUsers = true
 		users, err := intMap(raw)
+		if err == nil && !isObject(raw) {
+			err = fmt.Errorf("not a JSON object") // rule 9.3; null is not one
+		}
 		if err == nil && strict {
 			for u := range users {
 				if !validUserID(u) {
@@ -233,6 +240,12 @@ func (state State) powerLevel(l *levels, userID string) int64 {
 // requiredLevel is the event type's required power level: events[type], else
 // state_default for state events or events_default for the rest.
 // Spec: server-server-api "Definitions" (Required Power Level).
+//
+// NOTSPEC: the m.room.power_levels schema says state_default is 0 when the
+// room has no m.room.power_levels event at all; Synapse (get_send_level)
+// and Dendrite (gomatrixserverlib) use 50 in that case too, and so do we,
+// since a room whose servers disagree here forks. It only matters between
+// the create event and the first power levels event.
 func requiredLevel(l *levels, evType string, isState bool) int64 {
 	if l != nil {
 		if n, ok := l.events[evType]; ok {

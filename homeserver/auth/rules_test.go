@@ -122,6 +122,17 @@ var createCases = []ruleCase{
 	{name: "HasPrevEvents", rule: "1.1", rule12: "1.1", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
 		return Check(createEvent(t, v, func(p *event.Proto) { p.PrevEvents = []string{"$x"} }), State{})
 	}},
+	// Rule 1 is "If type is m.room.create", with no condition on
+	// state_key: a later m.room.create under another state key is refused
+	// by 1.1, not checked as an ordinary state event.
+	{name: "CreateTypeWithOtherStateKey", rule: "1.1", rule12: "1.1", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		r := basicRoom(t, v)
+		return r.check(alice, TypeCreate, sp("again"), createContent(v))
+	}},
+	{name: "CreateTypeWithoutStateKey", rule: "1.1", rule12: "1.1", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		r := basicRoom(t, v)
+		return r.check(alice, TypeCreate, nil, createContent(v))
+	}},
 	{name: "RoomIDDomainIsSenderDomain", rule: "1.2", run: func(t testing.TB, v *event.RoomVersion) error {
 		return Check(createEvent(t, v, nil), State{})
 	}},
@@ -203,6 +214,20 @@ var signedCases = []ruleCase{
 		e := r.buildProto(event.Proto{Sender: bob, Type: "m.room.message", Content: map[string]any{"body": "hi"}}, "a.test")
 		return Check(e, r.state)
 	}},
+	// server-server-api "Validating hashes and signatures on received
+	// events": an invite made from a third-party invite need not carry the
+	// sender's server's signature; the invitee's server signs it.
+	{name: "ThirdPartyInviteSignedByInviteeServer", rule: "signed-by-sender", rule12: "signed-by-sender", run: func(t testing.TB, v *event.RoomVersion) error {
+		r := tpiRoom(t, v, false)
+		e := r.buildProto(event.Proto{Sender: alice, Type: TypeMember, StateKey: sp(eve),
+			Content: map[string]any{"membership": Invite, "third_party_invite": tpiContent(t, eve, "tok")}}, "e.test")
+		return Check(e, r.state)
+	}},
+	{name: "PlainInviteSignedByInviteeServer", rule: "signed-by-sender", rule12: "signed-by-sender", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+		r := basicRoom(t, v)
+		e := r.buildProto(event.Proto{Sender: alice, Type: TypeMember, StateKey: sp(eve), Content: member(Invite)}, "e.test")
+		return Check(e, r.state)
+	}},
 }
 
 func TestRule_SignedBySender(t *testing.T) { runCases(t, signedCases) }
@@ -241,6 +266,20 @@ var authEventsCases = []ruleCase{
 		r := basicRoom(t, v)
 		e := r.build(bob, TypeMember, sp(bob), member(Leave))
 		return CheckAuthEvents(e, r.authEventsOf(e), nil)
+	}},
+	// "Auth events selection" lists the authorising user's membership for
+	// any m.room.member event with join_authorised_via_users_server, so rule
+	// 2.2 accepts it on a leave even though SelectAuthEvents omits it there.
+	{name: "AuthoriserMemberOnLeave", rule: "2.2", rule12: "3.2", run: func(t testing.TB, v *event.RoomVersion) error {
+		r := modRoom(t, v)
+		content := map[string]any{"membership": Leave, "join_authorised_via_users_server": carol}
+		e := r.build(bob, TypeMember, sp(bob), content)
+		if slices.Contains(e.AuthEvents(), r.state[StateKey{TypeMember, carol}].ID()) {
+			t.Fatal("SelectAuthEvents cited the authoriser's membership on a leave")
+		}
+		auth := append(r.authEventsOf(e), r.state[StateKey{TypeMember, carol}])
+		e = r.buildProto(event.Proto{Sender: bob, Type: TypeMember, StateKey: sp(bob), Content: content, AuthEvents: ids(auth...)}, "b.test")
+		return CheckAuthEvents(e, auth, nil)
 	}},
 	{name: "JoinRulesForMessage", rule: "2.2", rule12: "3.2", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
 		r := basicRoom(t, v)
@@ -321,12 +360,12 @@ var authEventsCases = []ruleCase{
 		delete(r.state, createKey)
 		return Check(e, r.state)
 	}},
-	{name: "AuthEventsInSameRoom", rule: "auth-events-room", rule12: "3.5", run: func(t testing.TB, v *event.RoomVersion) error {
+	{name: "AuthEventsInSameRoom", rule: "auth-events-room", rule12: "3.4", run: func(t testing.TB, v *event.RoomVersion) error {
 		r := basicRoom(t, v)
 		e := r.build(bob, "m.room.message", nil, map[string]any{"body": "hi"})
 		return CheckAuthEvents(e, r.authEventsOf(e), nil)
 	}},
-	{name: "AuthEventFromAnotherRoom", rule: "auth-events-room", rule12: "3.5", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
+	{name: "AuthEventFromAnotherRoom", rule: "auth-events-room", rule12: "3.4", reject: true, run: func(t testing.TB, v *event.RoomVersion) error {
 		r := basicRoom(t, v)
 		foreign := r.buildProto(event.Proto{RoomID: "!other:a.test", Sender: alice, Type: TypePowerLevels, StateKey: sp(""),
 			Content: r.levels(nil)}, "a.test")

@@ -57,7 +57,8 @@
 // Versions 11 and 12 follow v11-redactions.md: origin, membership and
 // prev_state are dropped from the top level; m.room.create keeps all of its
 // content, m.room.power_levels also keeps invite, m.room.redaction keeps
-// redacts, and m.room.member also keeps third_party_invite.signed.
+// redacts, and m.room.member also keeps third_party_invite.signed (an
+// object without "signed" stays as {}, as in Synapse: NOTSPEC in redact.go).
 //
 // # Events
 //

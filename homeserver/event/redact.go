@@ -105,11 +105,18 @@ func redactContent(obj map[string]any, v *RoomVersion) map[string]any {
 		}
 	}
 	// v11: m.room.member also keeps third_party_invite.signed.
+	//
+	// NOTSPEC (interop): the spec does not say what is left of a
+	// third_party_invite object without "signed". Synapse (prune_event_dict)
+	// keeps it as {}, Ruma drops the key; the two give different event IDs.
+	// We follow Synapse, the server most rooms are shared with.
 	if v.RedactionV11 && typ == "m.room.member" {
 		if tpi, ok := content["third_party_invite"].(map[string]any); ok {
+			kept := map[string]any{}
 			if signed, ok := tpi["signed"]; ok {
-				newContent["third_party_invite"] = map[string]any{"signed": signed}
+				kept["signed"] = signed
 			}
+			newContent["third_party_invite"] = kept
 		}
 	}
 	return newContent

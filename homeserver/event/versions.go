@@ -26,9 +26,10 @@ type RoomVersion struct {
 	RedactsInContent bool
 
 	// RedactionV11: use the v11 redaction algorithm (keeps all of the create
-	// content, power levels' "invite", redaction's content.redacts, member's
-	// join_authorised_via_users_server and third_party_invite.signed; drops
-	// top-level origin, membership and prev_state).
+	// content, power levels' "invite", redaction's content.redacts and
+	// member's third_party_invite.signed; drops top-level origin, membership
+	// and prev_state). Member's join_authorised_via_users_server is kept by
+	// both algorithms (v9 on).
 	RedactionV11 bool
 
 	// RoomIDFromCreate: the room ID is "!" + the create event's reference

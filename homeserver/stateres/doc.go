@@ -35,12 +35,15 @@
 //  4. Full conflicted set: the union of 1's conflicted set, 2 and 3.
 //  5. X = the power events of the full conflicted set (power levels, join
 //     rules, and leave/ban memberships whose sender is not the target),
-//     enlarged by the events of their auth chains that are also in the full
-//     conflicted set. X is sorted by the reverse topological power ordering:
-//     Kahn's algorithm over the auth_events DAG, picking among the ready
-//     events the one whose sender has the greatest power level (read from the
-//     event's own auth_events), then the smallest origin_server_ts, then the
-//     smallest event ID.
+//     enlarged by the events of the full conflicted set reached from them
+//     over auth_events links that stay inside the full conflicted set. X is
+//     sorted by the reverse topological power ordering: Kahn's algorithm
+//     over the direct auth_events links between members of X, picking among
+//     the ready events the one whose sender has the greatest power level
+//     (read from the event's own auth_events), then the smallest
+//     origin_server_ts, then the smallest event ID. Both choices follow
+//     Synapse where the spec's wording is loose or has varied (NOTSPEC on
+//     powerSet and powerSort).
 //  6. Iterative auth checks over the sorted X, starting from the unconflicted
 //     state map (room version 12: from an empty map). Each event is checked
 //     against the state built so far; a key the auth rules need and the state

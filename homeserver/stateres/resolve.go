@@ -99,8 +99,8 @@ func (r *resolver) resolve(sets []map[auth.StateKey]string) (map[auth.StateKey]s
 	}
 	fullIDs := sortedKeys(full)
 
-	// Step 1: the power events of the full conflicted set and the events of
-	// their auth chains that are also in the full conflicted set, in reverse
+	// Step 1: the power events of the full conflicted set and the members of
+	// the full conflicted set their auth_events lead to, in reverse
 	// topological power order.
 	var power []string
 	for _, id := range fullIDs {
@@ -112,15 +112,13 @@ func (r *resolver) resolve(sets []map[auth.StateKey]string) (map[auth.StateKey]s
 			power = append(power, id)
 		}
 	}
-	chain, err := r.closure(power)
+	inX, err := r.powerSet(power, full)
 	if err != nil {
 		return nil, err
 	}
-	inX := make(map[string]bool, len(power))
 	var xs []string
 	for _, id := range fullIDs {
-		if chain[id] {
-			inX[id] = true
+		if inX[id] {
 			xs = append(xs, id)
 		}
 	}
@@ -468,48 +466,54 @@ func (r *resolver) senderPower(ev *event.Event) (int64, error) {
 	return auth.PowerLevel(st, ev.Sender()), nil
 }
 
-// powerSort orders xs by the reverse topological power ordering. inX marks
-// the members of xs. The DAG is the auth_events graph restricted to xs: x
-// must follow every member of xs in its auth chain, including those reached
-// only through events outside xs. (Synapse links only direct auth_events
-// edges between members; the two differ only when a member's ancestor in xs
-// is reached solely through non-members, which in room version 12 the
-// conflicted state subgraph mostly rules out.)
-func (r *resolver) powerSort(xs []string, inX map[string]bool) ([]string, error) {
-	// reach[id] for an event outside xs: the members of xs reachable from
-	// it without passing through another member.
-	reach := make(map[string][]string)
-	visiting := make(map[string]bool)
-	var parents func(ev *event.Event) ([]string, error)
-	parents = func(ev *event.Event) ([]string, error) {
-		var out []string
-		for _, a := range ev.AuthEvents() {
-			if inX[a] {
-				out = append(out, a)
-				continue
-			}
-			rs, ok := reach[a]
-			if !ok {
-				if visiting[a] {
-					return nil, fmt.Errorf("%w: at %s", ErrAuthCycle, a)
-				}
-				visiting[a] = true
-				ae, err := r.get(a)
-				if err != nil {
-					return nil, err
-				}
-				if rs, err = parents(ae); err != nil {
-					return nil, err
-				}
-				delete(visiting, a)
-				reach[a] = rs
-			}
-			out = append(out, rs...)
+// powerSet returns the set X of step 1: the power events and every event
+// of the full conflicted set reached from them by following auth_events
+// links whose target is itself in the full conflicted set.
+//
+// NOTSPEC (interop): the spec's wording has changed between revisions —
+// "the union of their auth chains" in rooms/fragments/v2-state-res.md,
+// "the events in the auth chain of P which also belong to the full
+// conflicted set" in rooms/v12.md — and neither is what the deployed
+// servers compute. Synapse (synapse/state/v2.py,
+// _add_event_and_auth_chain_to_graph) walks auth_events from each power
+// event only through members of the full conflicted set, so an event whose
+// only path from a power event leaves the full conflicted set is sorted by
+// the mainline instead. We compute exactly that, so that our rooms converge
+// with Synapse's; see TestReverseTopologicalPowerOrderingDirectAuthEdges.
+func (r *resolver) powerSet(power []string, full map[string]bool) (map[string]bool, error) {
+	inX := make(map[string]bool, len(power))
+	stack := slices.Clone(power)
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if inX[id] {
+			continue
 		}
-		slices.Sort(out)
-		return slices.Compact(out), nil
+		ev, err := r.get(id)
+		if err != nil {
+			return nil, fmt.Errorf("power events: %w", err)
+		}
+		inX[id] = true
+		for _, a := range ev.AuthEvents() {
+			if full[a] && !inX[a] {
+				stack = append(stack, a)
+			}
+		}
 	}
+	return inX, nil
+}
 
+// powerSort orders xs by the reverse topological power ordering. inX marks
+// the members of xs. The DAG is the auth_events graph restricted to xs:
+// x follows each of its own auth events that is a member of xs.
+//
+// NOTSPEC (interop): "the DAG formed by auth events" does not say whether
+// ancestry through events outside the set counts. Synapse and Dendrite link
+// only direct auth_events edges between members, and so do we: a member's
+// ancestor reached solely through non-members may sort after it. (powerSet
+// makes xs closed under auth_events links into the full conflicted set, so
+// such a path always leaves the full conflicted set.)
+func (r *resolver) powerSort(xs []string, inX map[string]bool) ([]string, error) {
 	keys := make(map[string]orderKey, len(xs))
 	edges := make(map[string][]string, len(xs))
 	for _, id := range xs {
@@ -522,9 +526,11 @@ func (r *resolver) powerSort(xs []string, inX map[string]bool) ([]string, error)
 			return nil, fmt.Errorf("power ordering: %w", err)
 		}
 		keys[id] = orderKey{first: -p, ts: ev.OriginServerTS(), id: id}
-		ps, err := parents(ev)
-		if err != nil {
-			return nil, fmt.Errorf("power ordering: %w", err)
+		var ps []string
+		for _, a := range ev.AuthEvents() {
+			if inX[a] {
+				ps = append(ps, a)
+			}
 		}
 		edges[id] = ps
 	}

@@ -256,3 +256,37 @@ func TestStateResV21ConflictedSubgraph(t *testing.T) {
 		})
 	}
 }
+
+// Reverse topological power ordering (rooms/fragments/v2-state-res.md,
+// rooms/v12.md "Algorithm" step 1), as Synapse computes it: X grows from the
+// power events only through auth_events links into the full conflicted set,
+// and X is ordered over the direct auth_events links between its members.
+//
+// Bob (60) kicks Carol (K1); she rejoins (J2) and sets the topic, which both
+// state sets share; Alice (100) kicks her again (K2), citing J2. The sets
+// disagree on Carol's membership: K2 in one, K1 in the other. J2 is in both
+// auth chains (through the topic), so in room versions 10 and 11 it is not
+// in the full conflicted set and K2 reaches K1 only through it. Linked
+// directly, K2 (Alice, more powerful) sorts first and Bob's K1, checked after
+// it, wins; counting the path through J2 would put K1 first and let K2 win.
+// In room version 12 J2 lies on a path between two conflicted events, joins
+// the conflicted state subgraph and links K1 → J2 → K2.
+func TestReverseTopologicalPowerOrderingDirectAuthEdges(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, v *event.RoomVersion) {
+		r, f := newRoom(t, v, map[string]int64{bob: 60, carol: 50})
+		r.send(f, "JOIN_BOB", bob, "m.room.member", bob, member("join"))
+		r.send(f, "JOIN_CAROL", carol, "m.room.member", carol, member("join"))
+		k1 := r.send(f, "KICK1_CAROL", bob, "m.room.member", carol, member("leave"))
+		r.send(f, "JOIN2_CAROL", carol, "m.room.member", carol, member("join"))
+		r.send(f, "TOPIC_CAROL", carol, "m.room.topic", "", topic("back"))
+		k2 := r.send(f, "KICK2_CAROL", alice, "m.room.member", carol, member("leave"))
+		b := f.clone()
+		b.state[memberKey(carol)] = k1.ID()
+		got := r.resolve(f, b)
+		want := k1.ID()
+		if v.StateResV21 {
+			want = k2.ID()
+		}
+		r.expect(t, got, map[auth.StateKey]string{memberKey(carol): want})
+	})
+}
