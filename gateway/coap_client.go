@@ -56,9 +56,10 @@ type CoAPClient struct {
 	sent   bool // the server holds our token (MSC3079 stickiness)
 }
 
-// clientBindingName is the name a client's Noise identity binding claims;
-// servers with Config.AcceptClients name clients by key instead.
-const clientBindingName = "mxmesh-client"
+// clientBindingName is the name a client's Noise identity binding claims:
+// "~" alone marks it as a client (noise.ClientPrefix) in the fewest bytes;
+// servers with AcceptClients name clients by key.
+const clientBindingName = noise.ClientPrefix
 
 // DialCoAP opens the client's socket. No datagram is sent until the first
 // request (its Noise handshake carries that request as early data).
@@ -198,6 +199,10 @@ func (c *CoAPClient) hasToken() bool {
 // the body's content format, and Accept when the answer should not be the
 // server's default (CBOR).
 func (c *CoAPClient) newRequest(code codes.Code, path string, payload []byte) *coap.Message {
+	return newAPIRequest(code, path, payload, c.format)
+}
+
+func newAPIRequest(code codes.Code, path string, payload []byte, format message.MediaType) *coap.Message {
 	short := codec.CompressPath(path)
 	p, query, _ := strings.Cut(short, "?")
 	m := &coap.Message{Code: code, Payload: payload}
@@ -216,10 +221,10 @@ func (c *CoAPClient) newRequest(code codes.Code, path string, payload []byte) *c
 		}
 	}
 	if payload != nil {
-		m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), c.format)
+		m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), format)
 	}
-	if c.format != ContentFormatCBOR {
-		m.Options, _, _ = m.Options.SetAccept(make([]byte, 4), c.format)
+	if format != ContentFormatCBOR {
+		m.Options, _, _ = m.Options.SetAccept(make([]byte, 4), format)
 	}
 	return m
 }

@@ -35,6 +35,11 @@ const (
 	ContentFormatMeshFrame message.MediaType = 65060
 	// DefaultMaxSyncWait caps the long-poll of /sync over CoAP.
 	DefaultMaxSyncWait = 20 * time.Second
+	// DefaultObserveMaxAge is the Max-Age of /sync observation answers and
+	// notifications: a quiet observer re-registers this often (RFC 7641
+	// §3.3.1). RFC 7252's default of 60 s would cost a /sync round trip
+	// a minute on an idle link.
+	DefaultObserveMaxAge = 5 * time.Minute
 )
 
 // syncPath is /sync after codec.ExpandPath; MSC3079 path code 7.
@@ -52,7 +57,10 @@ type CoAPFrontDoorConfig struct {
 	// exchange is answered (as a separate response, RFC 7252 §5.2.2) well
 	// within EXCHANGE_LIFETIME; default DefaultMaxSyncWait.
 	MaxSyncWait time.Duration
-	Logger      *slog.Logger
+	// ObserveMaxAge is the Max-Age of /sync observations; default
+	// DefaultObserveMaxAge.
+	ObserveMaxAge time.Duration
+	Logger        *slog.Logger
 }
 
 // CoAPFrontDoor translates CoAP requests into homeserver.Requests and the
@@ -66,6 +74,7 @@ type CoAPFrontDoor struct {
 	node    *homeserver.Node
 	post    func(f func()) error
 	maxSync time.Duration
+	maxAge  uint32 // seconds
 	max     int64
 	log     *slog.Logger
 	// tokens holds each peer's last Authorization option (MSC3079: the
@@ -103,6 +112,10 @@ func NewCoAPFrontDoor(cfg CoAPFrontDoorConfig) (*CoAPFrontDoor, error) {
 	if f.maxSync <= 0 {
 		f.maxSync = DefaultMaxSyncWait
 	}
+	if cfg.ObserveMaxAge <= 0 {
+		cfg.ObserveMaxAge = DefaultObserveMaxAge
+	}
+	f.maxAge = uint32(cfg.ObserveMaxAge.Seconds())
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -330,6 +343,7 @@ func (f *CoAPFrontDoor) encodeSync(resp homeserver.Response, accept message.Medi
 	if resp.Status != 200 {
 		return m, ""
 	}
+	m.Options, _, _ = m.Options.SetUint32(make([]byte, 4), message.MaxAge, f.maxAge)
 	var b struct {
 		NextBatch string `json:"next_batch"`
 	}

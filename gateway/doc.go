@@ -53,7 +53,9 @@
 // confirmable notification to that observer alone (the registration is
 // keyed by peer and CoAP token), each exactly a /sync response with its
 // next_batch. Large ones go block-wise (RFC 7959 §2.6). A re-registration
-// with the same token continues from the last next_batch sent. It stops
+// with the same token continues from the last next_batch sent. Answers
+// and notifications carry Max-Age 5 min, so an idle observer re-registers
+// rarely (RFC 7641 §3.3.1; BENCHMARKS.md). It stops
 // when the observer is gone or a /sync fails (the error is the final
 // notification).
 //

@@ -9,15 +9,15 @@ package homeserver
 //
 // Sending: every event this node creates in a room is queued (through the
 // federation module's persisted per-destination queues) for every other
-// server with a joined member in the state before or after it, and for
-// the target's server of a membership event about a remote user.
+// server with a joined member in the state before or after it (and the
+// target's server of a kick or ban).
 // Spec: server-server-api "Room Events" ("the origin adds it to its graph
 // ... sends it to every server in the room"), "Server Access Control Lists".
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
-	"strings"
 
 	"github.com/mxmesh/mxmesh/homeserver/auth"
 	"github.com/mxmesh/mxmesh/homeserver/event"
@@ -36,6 +36,8 @@ type fedRooms struct {
 	queue map[string][]*pduJob
 	// negPos is the last negative stream position handed to an outlier.
 	negPos int64
+	// panics counts bugs caught by guard (tests assert it stays 0).
+	panics int
 }
 
 func init() {
@@ -84,8 +86,10 @@ func roomServers(state auth.State) []string {
 }
 
 // destinations lists the other servers an event created here goes to:
-// those with joined members before or after it, and the target's server of
-// a membership event.
+// those with joined members before or after it, and the target's server
+// of a kick or ban, so its user learns of it. (An invitee's server that is
+// not in the room got the invite through /invite; pushing it in a
+// transaction too only makes it ask for history it may not read.)
 func (fr *fedRooms) destinations(before []string, ev *event.Event, after auth.State) []string {
 	set := map[string]bool{}
 	for _, s := range before {
@@ -94,7 +98,7 @@ func (fr *fedRooms) destinations(before []string, ev *event.Event, after auth.St
 	for _, s := range roomServers(after) {
 		set[s] = true
 	}
-	if sk, ok := ev.StateKey(); ok && ev.Type() == auth.TypeMember && strings.HasPrefix(sk, "@") {
+	if sk, ok := ev.StateKey(); ok && ev.Type() == auth.TypeMember && (ev.Membership() == auth.Leave || ev.Membership() == auth.Ban) {
 		set[serverOf(sk)] = true
 	}
 	delete(set, fr.n.ServerName())
@@ -171,4 +175,37 @@ func (fr *fedRooms) checkACL(rm *roomCache, server string) error {
 		return Errorf(403, ErrCodeForbidden, "server %s is denied by the room's server ACL", server)
 	}
 	return nil
+}
+
+// sendEDU queues an EDU about a room for the room's other servers.
+func (fr *fedRooms) sendEDU(roomID, eduType string, content any) {
+	f := fr.n.Federation()
+	rm, err := fr.rs.room(roomID)
+	if f == nil || err != nil {
+		return
+	}
+	dests := slices.DeleteFunc(roomServers(rm.state), func(s string) bool { return s == fr.n.ServerName() })
+	if len(dests) == 0 {
+		return
+	}
+	if err := f.SendEDU(dests, eduType, content); err != nil {
+		fr.n.log.Error("cannot queue EDU", "type", eduType, "room", roomID, "err", err)
+	}
+}
+
+// sendTyping tells the room's other servers that a local user started or
+// stopped typing. Spec: server-server-api "Typing Notifications".
+func (fr *fedRooms) sendTyping(roomID, userID string, typing bool) {
+	fr.sendEDU(roomID, "m.typing", map[string]any{"room_id": roomID, "user_id": userID, "typing": typing})
+}
+
+// sendReceipt tells the room's other servers about a local user's public
+// read receipt. Spec: server-server-api "Receipts".
+func (fr *fedRooms) sendReceipt(roomID, userID, eventID, threadID string) {
+	data := map[string]any{"ts": fr.n.Now().UnixMilli()}
+	if threadID != "" {
+		data["thread_id"] = threadID
+	}
+	fr.sendEDU(roomID, "m.receipt", map[string]any{roomID: map[string]any{"m.read": map[string]any{
+		userID: map[string]any{"event_ids": []string{eventID}, "data": data}}}})
 }

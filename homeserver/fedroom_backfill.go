@@ -85,7 +85,7 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 		var resp struct {
 			PDUs []json.RawMessage `json:"pdus"`
 		}
-		f.DoJSON(servers[i], OutboundRequest{Method: "GET", URI: uri}, &resp, func(err error) {
+		fr.doJSON(servers[i], OutboundRequest{Method: "GET", URI: uri}, &resp, func(err error) {
 			if err != nil {
 				fr.n.log.Info("backfill failed", "room", roomID, "server", servers[i], "err", err)
 				try(i + 1)
@@ -143,7 +143,7 @@ func (fr *fedRooms) storeBackfill(origin string, v *event.RoomVersion, roomID st
 					// Stored as an outlier now, so later events of the
 					// batch find it as an auth event.
 					if known, _ := fr.known(ev.ID()); !known {
-						if err := fr.storeOutlier(ev, nil, false); err != nil {
+						if err := fr.storeOutlier(ev, nil); err != nil {
 							fr.n.log.Error("backfill", "event", ev.ID(), "err", err)
 						}
 					}

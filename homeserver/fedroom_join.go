@@ -31,12 +31,6 @@ import (
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
 
-// isNotFoundOr404 reports whether err is a 404 API error or store.ErrNotFound.
-func isNotFoundOr404(err error) bool {
-	var e *Error
-	return errors.Is(err, store.ErrNotFound) || (errors.As(err, &e) && e.Status == 404)
-}
-
 // syncRemoteInvite is syncInvited for a room this server is not in: the
 // stripped state the inviting server sent, plus the invite itself.
 func (rs *roomsModule) syncRemoteInvite(roomID string, m store.Membership) (*invitedRoom, error) {
@@ -181,7 +175,7 @@ func (fr *fedRooms) remoteJoin(roomID, userID, reason string, servers []string, 
 		}
 		uri := "/_matrix/federation/v1/make_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()
 		var mr makeResponse
-		f.DoJSON(s, OutboundRequest{Method: "GET", URI: uri}, &mr, func(err error) {
+		fr.doJSON(s, OutboundRequest{Method: "GET", URI: uri}, &mr, func(err error) {
 			if err != nil {
 				lastErr = fmt.Errorf("make_join via %s: %w", s, err)
 				var re *RemoteError
@@ -225,10 +219,9 @@ type sendJoinResponse struct {
 
 // sendJoin sends a signed join to server and stores the room it joins.
 func (fr *fedRooms) sendJoin(server string, ev *event.Event, done func(error)) {
-	f := fr.n.Federation()
 	uri := "/_matrix/federation/v2/send_join/" + url.PathEscape(ev.RoomID()) + "/" + url.PathEscape(ev.ID())
 	var resp sendJoinResponse
-	f.DoJSON(server, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, &resp, func(err error) {
+	fr.doJSON(server, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, &resp, func(err error) {
 		if err != nil {
 			var re *RemoteError
 			if errors.As(err, &re) && re.Status == 403 {
@@ -349,7 +342,7 @@ func (fr *fedRooms) remoteInvite(roomID, sender, target string, content json.Raw
 	var resp struct {
 		Event json.RawMessage `json:"event"`
 	}
-	f.DoJSON(dest, OutboundRequest{Method: "PUT", URI: uri, Body: body}, &resp, func(err error) {
+	fr.doJSON(dest, OutboundRequest{Method: "PUT", URI: uri, Body: body}, &resp, func(err error) {
 		if err != nil {
 			done(Errorf(403, ErrCodeForbidden, "%s refused the invite: %v", dest, err))
 			return
@@ -385,7 +378,6 @@ func (fr *fedRooms) remoteInvite(roomID, sender, target string, content json.Raw
 // rejectRemoteInvite declines an invite to a room this server is not in,
 // through the inviting server.
 func (fr *fedRooms) rejectRemoteInvite(roomID, userID, reason string, done func(error)) {
-	rs := fr.rs
 	f := fr.n.Federation()
 	servers := fr.joinServers(roomID, userID, nil)
 	if f == nil || len(servers) == 0 {
@@ -395,7 +387,7 @@ func (fr *fedRooms) rejectRemoteInvite(roomID, userID, reason string, done func(
 	s := servers[0]
 	uri := "/_matrix/federation/v1/make_leave/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID)
 	var mr makeResponse
-	f.DoJSON(s, OutboundRequest{Method: "GET", URI: uri}, &mr, func(err error) {
+	fr.doJSON(s, OutboundRequest{Method: "GET", URI: uri}, &mr, func(err error) {
 		if err != nil {
 			// NOTSPEC: when the inviting server cannot be reached the
 			// invite is dropped locally, so the user is not stuck with it.
@@ -409,7 +401,7 @@ func (fr *fedRooms) rejectRemoteInvite(roomID, userID, reason string, done func(
 			return
 		}
 		uri := "/_matrix/federation/v2/send_leave/" + url.PathEscape(roomID) + "/" + url.PathEscape(ev.ID())
-		f.Do(s, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, func(_ OutboundResponse, err error) {
+		fr.do(s, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, func(_ OutboundResponse, err error) {
 			if err != nil {
 				done(Errorf(502, ErrCodeUnknown, "send_leave via %s: %v", s, err))
 				return
@@ -417,7 +409,6 @@ func (fr *fedRooms) rejectRemoteInvite(roomID, userID, reason string, done func(
 			done(fr.forgetRemoteInvite(roomID, userID, ev))
 		})
 	})
-	_ = rs
 }
 
 // forgetRemoteInvite turns a remote invite into a leave membership (with
@@ -428,7 +419,7 @@ func (fr *fedRooms) forgetRemoteInvite(roomID, userID string, leave *event.Event
 	if leave != nil {
 		eventID = leave.ID()
 		if known, _ := fr.known(eventID); !known {
-			if err := fr.storeOutlier(leave, nil, false); err != nil {
+			if err := fr.storeOutlier(leave, nil); err != nil {
 				return err
 			}
 		}
@@ -447,5 +438,54 @@ func (fr *fedRooms) forgetRemoteInvite(roomID, userID string, leave *event.Event
 		b.members = append(b.members, m)
 		b.wake[userID] = true
 		return nil
+	})
+}
+
+// remoteKnock knocks on a room this server is not in, through one of
+// servers (make_knock, send_knock). The stripped state the resident server
+// returns is kept like an invite's, for the /sync knock section. Spec:
+// server-server-api "Knocking upon a room".
+func (fr *fedRooms) remoteKnock(roomID, userID, reason string, servers []string, done func(error)) {
+	f := fr.n.Federation()
+	if f == nil || len(servers) == 0 {
+		done(Errorf(404, ErrCodeNotFound, "room %s is not known here and no server to knock through", roomID))
+		return
+	}
+	s := servers[0]
+	q := url.Values{}
+	for _, v := range event.SupportedVersions() {
+		q.Add("ver", v.ID)
+	}
+	uri := "/_matrix/federation/v1/make_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()
+	var mr makeResponse
+	fr.doJSON(s, OutboundRequest{Method: "GET", URI: uri}, &mr, func(err error) {
+		if err != nil {
+			done(Errorf(403, ErrCodeForbidden, "make_knock via %s: %v", s, err))
+			return
+		}
+		ev, err := fr.signTemplate(mr, roomID, userID, auth.Knock, reason)
+		if err != nil {
+			done(Errorf(502, ErrCodeUnknown, "make_knock via %s: %v", s, err))
+			return
+		}
+		var resp struct {
+			KnockRoomState []json.RawMessage `json:"knock_room_state"`
+		}
+		uri := "/_matrix/federation/v1/send_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(ev.ID())
+		fr.doJSON(s, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, &resp, func(err error) {
+			if err != nil {
+				done(Errorf(403, ErrCodeForbidden, "send_knock via %s: %v", s, err))
+				return
+			}
+			if known, _ := fr.known(ev.ID()); !known {
+				if err := fr.storeOutlier(ev, nil); err != nil {
+					done(err)
+					return
+				}
+			}
+			state, _ := json.Marshal(nonNilRaw(resp.KnockRoomState))
+			done(fr.storeRemoteMembership(store.RemoteInvite{RoomID: roomID, UserID: userID, RoomVersion: ev.Version().ID,
+				EventID: ev.ID(), JSON: ev.JSON(), InviteState: state}, auth.Knock))
+		})
 	})
 }

@@ -24,8 +24,8 @@ package homeserver
 // from us.
 //
 // NOTSPEC: history visibility towards servers is judged by the current
-// state: a server with a joined member (or any server, in a world_readable
-// room) may read every event of the room.
+// state: a server any of whose users has a membership there (or any
+// server, in a world_readable room) may read every event of the room.
 
 import (
 	"encoding/json"
@@ -79,10 +79,14 @@ func (fr *fedRooms) roomFor(c *Call, roomID string) (*roomCache, error) {
 	return rm, nil
 }
 
-// readable checks that the origin may read the room's events.
+// readable checks that the origin may read the room's events: one of its
+// users has a membership in the room's current state (joined, invited,
+// or once a member), or the room is world readable.
 func (fr *fedRooms) readable(c *Call, rm *roomCache) error {
-	if slices.Contains(roomServers(rm.state), c.Origin) {
-		return nil
+	for k := range rm.state {
+		if k.Type == auth.TypeMember && serverOf(k.StateKey) == c.Origin {
+			return nil
+		}
 	}
 	if e := rm.state[auth.StateKey{Type: "m.room.history_visibility"}]; e != nil {
 		var hv struct {
@@ -122,7 +126,18 @@ func (fr *fedRooms) handleMake(membership string) func(c *Call) {
 				return
 			}
 		}
-		content := mustJSON(map[string]string{"membership": membership})
+		contentMap := map[string]string{"membership": membership}
+		if membership == auth.Join {
+			via, err := fr.restrictedAuthoriser(rm, userID)
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			if via != "" {
+				contentMap["join_authorised_via_users_server"] = via
+			}
+		}
+		content := mustJSON(contentMap)
 		sk := userID
 		authEvs, err := auth.SelectAuthEvents(rm.version, auth.TypeMember, sk, userID, content, rm.state)
 		if err != nil {
@@ -140,6 +155,12 @@ func (fr *fedRooms) handleMake(membership string) func(c *Call) {
 		// user's server's name (the rules need the signature to be there,
 		// not to verify), so a join that cannot succeed fails now.
 		trial, err := event.Build(proto, rm.version, c.Origin, fr.n.key.ID, fr.n.key.Key)
+		if err == nil && contentMap["join_authorised_via_users_server"] != "" {
+			var raw []byte
+			if raw, err = event.SignEvent(trial.JSON(), rm.version, fr.n.ServerName(), fr.n.key.ID, fr.n.key.Key); err == nil {
+				trial, err = event.Parse(raw, rm.version)
+			}
+		}
 		if err != nil {
 			c.Fail(Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err))
 			return
@@ -185,8 +206,28 @@ func (fr *fedRooms) handleSendMember(membership string) func(c *Call) {
 			c.Fail(Errorf(403, ErrCodeForbidden, "sender %s does not belong to %s", ev.Sender(), c.Origin))
 			return
 		}
+		raw := c.Req.Body
+		if membership == auth.Join {
+			// A restricted join authorised by one of our users needs our
+			// signature too (rooms/v10.md rule 4.2).
+			var jc struct {
+				Via string `json:"join_authorised_via_users_server"`
+			}
+			if json.Unmarshal(ev.Content(), &jc) == nil && jc.Via != "" && serverOf(jc.Via) == fr.n.ServerName() {
+				signed, err := event.SignEvent(raw, rm.version, fr.n.ServerName(), fr.n.key.ID, fr.n.key.Key)
+				if err != nil {
+					c.Fail(Errorf(400, ErrCodeBadJSON, "cannot sign the join: %v", err))
+					return
+				}
+				if ev, err = event.Parse(signed, rm.version); err != nil {
+					c.Fail(err)
+					return
+				}
+				raw = signed
+			}
+		}
 		serversBefore := roomServers(rm.state)
-		job := &pduJob{origin: c.Origin, raw: c.Req.Body, roomID: rm.id, live: true, done: func(id string, err error) {
+		job := &pduJob{origin: c.Origin, raw: raw, roomID: rm.id, live: true, done: func(id string, err error) {
 			if c.Done() {
 				return
 			}
@@ -408,12 +449,13 @@ func (fr *fedRooms) handleInvite(c *Call) {
 			c.Fail(err)
 			return
 		}
-		if _, err := rs.room(roomID); err != nil {
+		if !fr.inRoom(roomID) {
 			// Not in the room: keep the invite (and the event, outside
-			// the timeline) for /sync.
+			// the timeline) for /sync. (When we are in the room, the
+			// event reaches us in a transaction like any other.)
 			if sev, err := event.Parse(signed, v); err == nil {
 				if known, _ := fr.known(sev.ID()); !known {
-					if err := fr.storeOutlier(sev, nil, false); err != nil {
+					if err := fr.storeOutlier(sev, nil); err != nil {
 						c.Fail(err)
 						return
 					}
@@ -442,12 +484,18 @@ func nonNilRaw(s []json.RawMessage) []json.RawMessage {
 // storeRemoteInvite records an invite to a room we are not in and the
 // user's membership, and wakes the user's /sync.
 func (fr *fedRooms) storeRemoteInvite(ri store.RemoteInvite) error {
+	return fr.storeRemoteMembership(ri, auth.Invite)
+}
+
+// storeRemoteMembership records a local user's invite to (or knock on) a
+// room we are not in, with the stripped state /sync shows for it.
+func (fr *fedRooms) storeRemoteMembership(ri store.RemoteInvite, membership string) error {
 	return fr.rs.write(func(b *roomBatch) error {
 		if err := b.t.PutRemoteInvite(ri); err != nil {
 			return err
 		}
 		b.pos++
-		m := store.Membership{RoomID: ri.RoomID, UserID: ri.UserID, Membership: auth.Invite, EventID: ri.EventID, Pos: b.pos}
+		m := store.Membership{RoomID: ri.RoomID, UserID: ri.UserID, Membership: membership, EventID: ri.EventID, Pos: b.pos}
 		if err := b.t.SetMembership(m); err != nil {
 			return err
 		}
@@ -799,4 +847,56 @@ func (fr *fedRooms) summary(rm *roomCache) map[string]any {
 		out["room_type"] = t
 	}
 	return out
+}
+
+// restrictedAuthoriser picks, for a join to a restricted room by a user who
+// is neither invited nor joined, a local user who may authorise it: one
+// joined with at least the invite level, when userID is joined to one of
+// the rooms the join rules allow (as far as this server knows). "" when
+// the room is not restricted or the user needs no authoriser; 403 when no
+// allowed room has the user. Spec: client-server-api "Restricted rooms";
+// server-server-api "Restricted rooms" (make_join).
+func (fr *fedRooms) restrictedAuthoriser(rm *roomCache, userID string) (string, error) {
+	jr := rm.state[auth.StateKey{Type: auth.TypeJoinRules}]
+	if jr == nil {
+		return "", nil
+	}
+	var rules struct {
+		JoinRule string `json:"join_rule"`
+		Allow    []struct {
+			Type   string `json:"type"`
+			RoomID string `json:"room_id"`
+		} `json:"allow"`
+	}
+	if json.Unmarshal(jr.Content(), &rules) != nil ||
+		(rules.JoinRule != auth.JoinRuleRestricted && rules.JoinRule != auth.JoinRuleKnockRestricted) {
+		return "", nil
+	}
+	if m := fr.rs.membership(rm.id, userID); m == auth.Join || m == auth.Invite {
+		return "", nil
+	}
+	allowed := false
+	for _, a := range rules.Allow {
+		if a.Type == "m.room_membership" && fr.rs.membership(a.RoomID, userID) == auth.Join {
+			allowed = true
+		}
+	}
+	if !allowed {
+		return "", Errorf(403, ErrCodeForbidden, "%s is not in a room that %s allows joining from", userID, rm.id)
+	}
+	need := int64(0)
+	if pl := rm.state[auth.StateKey{Type: auth.TypePowerLevels}]; pl != nil {
+		var l struct {
+			Invite *int64 `json:"invite"`
+		}
+		if json.Unmarshal(pl.Content(), &l) == nil && l.Invite != nil {
+			need = *l.Invite
+		}
+	}
+	for _, u := range fr.rs.joinedMembers(rm.id) {
+		if serverOf(u) == fr.n.ServerName() && auth.PowerLevel(rm.state, u) >= need {
+			return u, nil
+		}
+	}
+	return "", Errorf(400, "M_UNABLE_TO_AUTHORISE_JOIN", "no user of %s can authorise joins to %s", fr.n.ServerName(), rm.id)
 }

@@ -37,6 +37,9 @@ func (rs *roomsModule) handleReceipt(c *Call) {
 	switch typ {
 	case receiptRead, receiptReadPrivate:
 		err = rs.putReceipt(roomID, c.UserID, typ, eventID, body.ThreadID)
+		if fr := fedRoomsOf(rs.n); err == nil && fr != nil && typ == receiptRead {
+			fr.sendReceipt(roomID, c.UserID, eventID, body.ThreadID)
+		}
 	case fullyReadType:
 		if body.ThreadID != "" {
 			err = Errorf(400, ErrCodeInvalidParam, "m.fully_read takes no thread_id")
@@ -77,6 +80,9 @@ func (rs *roomsModule) handleReadMarkers(c *Call) {
 		if err := rs.putReceipt(roomID, c.UserID, r.typ, r.id, ""); err != nil {
 			c.Fail(err)
 			return
+		}
+		if fr := fedRoomsOf(rs.n); fr != nil && r.typ == receiptRead {
+			fr.sendReceipt(roomID, c.UserID, r.id, "")
 		}
 	}
 	c.Reply(200, struct{}{})

@@ -116,6 +116,19 @@ func (rs *roomsModule) handleKnock(c *Call) {
 		c.Fail(err)
 		return
 	}
+	if fr := fedRoomsOf(rs.n); fr != nil && !fr.inRoom(roomID) {
+		via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
+		if servers := fr.joinServers(roomID, c.UserID, via); len(servers) > 0 {
+			fr.remoteKnock(roomID, c.UserID, body.Reason, servers, func(err error) {
+				if err != nil {
+					c.Fail(err)
+					return
+				}
+				c.Reply(200, map[string]string{"room_id": roomID})
+			})
+			return
+		}
+	}
 	if _, err := rs.room(roomID); err != nil {
 		c.Fail(err)
 		return

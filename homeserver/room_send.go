@@ -342,14 +342,15 @@ func (rs *roomsModule) checkRedactPower(roomID, userID, target string) error {
 	return nil
 }
 
-// visibleEvent loads an event of a room that the user may read.
+// visibleEvent loads an event of a room that the user may read (never an
+// outlier: auth chain, fetched state and soft-failed events stay hidden).
 func (rs *roomsModule) visibleEvent(roomID, eventID, userID string) (store.EventRow, error) {
 	from, upTo, err := rs.visibleRange(roomID, userID)
 	if err != nil {
 		return store.EventRow{}, err
 	}
 	row, err := rs.st.Event(eventID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (row.RoomID != roomID || row.Pos <= from || row.Pos > upTo)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (row.RoomID != roomID || row.Outlier || row.Pos <= from || row.Pos > upTo)) {
 		return store.EventRow{}, Errorf(404, ErrCodeNotFound, "event %s not found", eventID)
 	}
 	return row, err

@@ -572,10 +572,10 @@ func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any 
 // syncInvited gives the stripped state of a room the user is invited to
 // (or has knocked on), as of their membership event.
 func (rs *roomsModule) syncInvited(roomID string, m store.Membership) (*invitedRoom, error) {
-	rm, err := rs.room(roomID)
-	if isNotFoundOr404(err) {
+	if ri, err := rs.st.RemoteInvite(roomID, m.UserID); err == nil && ri.EventID == m.EventID {
 		return rs.syncRemoteInvite(roomID, m)
 	}
+	rm, err := rs.room(roomID)
 	if err != nil {
 		return nil, err
 	}

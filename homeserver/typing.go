@@ -67,6 +67,9 @@ func (rs *roomsModule) handleTyping(c *Call) {
 		timeout = min(time.Duration(body.Timeout)*time.Millisecond, maxTypingTimeout)
 	}
 	rs.setTyping(roomID, userID, *body.Typing, timeout)
+	if fr := fedRoomsOf(rs.n); fr != nil {
+		fr.sendTyping(roomID, userID, *body.Typing)
+	}
 	c.Reply(200, struct{}{})
 }
 

@@ -5,9 +5,9 @@ import (
 	"fmt"
 )
 
-// ClientPrefix starts every client peer name. Matrix server names never
-// contain "~" (appendices "Server Name"), so a client name cannot collide
-// with a server's.
+// ClientPrefix starts the name a client claims in its identity binding
+// and every client peer name. Matrix server names never contain "~"
+// (appendices "Server Name"), so a client cannot collide with a server.
 const ClientPrefix = "~"
 
 // ClientName is the peer name an Endpoint with Config.AcceptClients gives

@@ -100,11 +100,11 @@ type Config[A Address] struct {
 	// contact peers whose Noise key is unknown, pinning what their identity
 	// binding shows (reported as EventLearned).
 	TrustOnFirstUse bool
-	// AcceptClients accepts initiators whose key is not pinned, and whose
-	// claimed name is not pinned either, as clients: they are named
-	// ClientName(key), never by the name they claim, so a client can
-	// never pass for a Matrix server; nothing is learned or reported. A
-	// low-bandwidth client authenticates the server (it pinned our key)
+	// AcceptClients accepts initiators that claim a name starting with
+	// ClientPrefix as clients, whatever their key: they are named
+	// ClientName(key), so a client never passes for a Matrix server, and
+	// nothing is learned or reported (trust on first use does not apply).
+	// A low-bandwidth client authenticates the server (it pinned our key)
 	// and then itself with an access token inside the session. At most
 	// MaxClients are kept; the least recently heard one is forgotten first.
 	AcceptClients bool

@@ -67,12 +67,13 @@
 // With Config.AcceptClients an endpoint also accepts initiators that are
 // not Matrix servers: low-bandwidth clients, which pin the server's key
 // (from its key token, keytext.go) and authenticate themselves inside the
-// session with a Matrix access token. Such a peer is named ClientName(its
-// static key), "~" and 43 characters, whatever name its binding claims; a
-// claim of a pinned server's name with another key is still refused, so a
-// client never passes for a server. Clients are not learned or reported,
-// and at most MaxClients are kept, the least recently heard forgotten
-// first.
+// session with a Matrix access token. A client claims, in its binding, a
+// name starting with "~" (ClientPrefix), which no server name can; it is
+// then named ClientName(its static key), "~" and 43 characters. A key
+// once seen as a client is never accepted as a server, nor the reverse.
+// Clients are not learned or reported, trust on first use does not apply
+// to them, and at most MaxClients are kept, the least recently heard
+// forgotten first.
 //
 // # Key file and key token
 //

@@ -24,7 +24,8 @@ import (
 // returned by Seal or queued for PollTransmit.
 //
 // An Endpoint is not safe for concurrent use; it belongs to the loop that
-// owns the node.
+// owns the node. It never depends on Go's map order: Tick visits peers in
+// name order, so its output is a function of its inputs and Config.Random.
 type Endpoint[A Address] struct {
 	cfg    Config[A]
 	log    *slog.Logger

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	fnoise "github.com/flynn/noise"
@@ -405,9 +406,22 @@ func (e *Endpoint[A]) authorize(static [32]byte, b *binding) (*peer[A], error) {
 	if !VerifyBinding(b.name, static[:], b.signing, b.sig) {
 		return nil, fmt.Errorf("identity binding of %q does not verify: %w", b.name, ErrRefused)
 	}
+	if strings.HasPrefix(b.name, ClientPrefix) {
+		// A client declares itself so; it is known by its key alone.
+		if !e.cfg.AcceptClients {
+			return nil, fmt.Errorf("client %s: clients are not accepted: %w", ClientName(static[:]), ErrRefused)
+		}
+		if p := e.byStatic[static]; p != nil {
+			if !p.client {
+				return nil, fmt.Errorf("key pinned to %q presented as a client: %w", p.name, ErrRefused)
+			}
+			return p, nil
+		}
+		return e.addClient(static)
+	}
 	if p := e.byStatic[static]; p != nil {
 		if p.client {
-			return p, nil // known by its key alone; its claimed name is not used
+			return nil, fmt.Errorf("client key %s presented as %q: %w", p.name, b.name, ErrRefused)
 		}
 		if b.name != p.name {
 			return nil, fmt.Errorf("key pinned to %q presented as %q: %w", p.name, b.name, ErrRefused)
@@ -425,8 +439,6 @@ func (e *Endpoint[A]) authorize(static [32]byte, b *binding) (*peer[A], error) {
 		if !bytes.Equal(p.signing, b.signing) {
 			return nil, fmt.Errorf("%q: signing key differs from the pinned one: %w", b.name, ErrRefused)
 		}
-	case p == nil && e.cfg.AcceptClients && !e.cfg.TrustOnFirstUse:
-		return e.addClient(static)
 	case !e.cfg.TrustOnFirstUse:
 		return nil, fmt.Errorf("%q is not pinned and trust on first use is off: %w", b.name, ErrRefused)
 	}

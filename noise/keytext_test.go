@@ -102,7 +102,7 @@ func TestAcceptClients(t *testing.T) {
 	nw.order = append(nw.order, srv)
 
 	var clients []*node
-	for i, name := range []string{"c1", "c2", "pinned.example", "c3"} {
+	for i, name := range []string{"~c1", "~c2", "pinned.example", "~c3"} {
 		id := newIdent(t, nw.rng, name, uint16(10+i))
 		c := nw.add(id, false, srvID.pin(false))
 		clients = append(clients, c)
@@ -145,7 +145,7 @@ func TestClientsRefusedByDefault(t *testing.T) {
 	nw := newNetwork(t, 4)
 	srvID := newIdent(t, nw.rng, "srv.example", 1)
 	srv := nw.add(srvID, false)
-	c := nw.add(newIdent(t, nw.rng, "c1", 10), false, srvID.pin(false))
+	c := nw.add(newIdent(t, nw.rng, "~c1", 10), false, srvID.pin(false))
 	if err := nw.send(c, srvID.name, "hi"); err != nil {
 		t.Fatal(err)
 	}
@@ -189,4 +189,39 @@ func FuzzKeyText(f *testing.F) {
 			_ = tok.Verify("a.example")
 		}
 	})
+}
+
+// TestClientsWithTrustOnFirstUse: with both on, a server is learned and a
+// client is not, and two clients never conflict over a name.
+func TestClientsWithTrustOnFirstUse(t *testing.T) {
+	nw := newNetwork(t, 5)
+	srvID := newIdent(t, nw.rng, "srv.example", 1)
+	ep, err := New(Config[netipAddr]{ServerName: srvID.name, Static: srvID.kp, SigningKey: srvID.sign,
+		TrustOnFirstUse: true, AcceptClients: true, Random: clock.SeededRNG(9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &node{id: srvID, ep: ep}
+	nw.nodes[srvID.addr] = srv
+	nw.order = append(nw.order, srv)
+	for i, name := range []string{"~client", "~client", "peer.example"} {
+		c := nw.add(newIdent(t, nw.rng, name, uint16(10+i)), false, srvID.pin(false))
+		if err := nw.send(c, srvID.name, "hi"); err != nil {
+			t.Fatal(err)
+		}
+		nw.run()
+	}
+	if len(srv.got) != 3 || len(srv.errs) != 0 {
+		t.Fatalf("server got %q, errs %v", srv.got, srv.errs)
+	}
+	ev, ok := srv.event(EventLearned)
+	if !ok || ev.Peer != "peer.example" {
+		t.Fatalf("learned %+v", ev)
+	}
+	if _, again := srv.event(EventLearned); again {
+		t.Fatal("a client was learned")
+	}
+	if ep.clients != 2 {
+		t.Fatalf("%d clients", ep.clients)
+	}
 }

@@ -27,12 +27,9 @@ func startCoAPFrontDoor(env *serveEnv) (stop func(), err error) {
 		}
 	}
 	if cfg.CoAPAddr != "" {
-		kp, created, err := loadOrCreateNoiseKey(cfg)
+		kp, err := loadNoiseKey(cfg) // serve created it if it was missing
 		if err != nil {
 			return nil, err
-		}
-		if created {
-			env.Log.Info("created noise key", "file", cfg.Path(cfg.NoiseKeyFile))
 		}
 		pins, err := gateway.MeshPins(cfg)
 		if err != nil {

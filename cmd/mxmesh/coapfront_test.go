@@ -236,3 +236,30 @@ func TestClientCLI(t *testing.T) {
 		t.Fatalf("wrong server name: %d %q", code, errb.String())
 	}
 }
+
+// TestServeCreatesMissingNoiseKey: a data directory from before the Noise
+// key existed gets one on the next start, and the front door uses it.
+func TestServeCreatesMissingNoiseKey(t *testing.T) {
+	dir := initTestDir(t)
+	if err := os.Remove(filepath.Join(dir, "noise.key")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, dir, logs, func([]net.Addr) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v\n%s", err, logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "noise.key")); err != nil || !strings.Contains(logs.String(), "created noise key") {
+		t.Fatalf("noise key not created: %v\n%s", err, logs.String())
+	}
+}

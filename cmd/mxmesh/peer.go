@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/mxmesh/mxmesh/clock"
 	"github.com/mxmesh/mxmesh/homeserver"
@@ -128,6 +129,16 @@ func peerAdd(dir string, p homeserver.MeshPeer, replace bool, stdout io.Writer) 
 	text, err := cfg.MarshalCommented()
 	if err != nil {
 		return err
+	}
+	// The file is re-rendered from the template: make sure no setting is
+	// lost on the way (one the template does not know, say).
+	back, err := homeserver.ParseConfig(text)
+	if err != nil {
+		return fmt.Errorf("re-render config: %w", err)
+	}
+	back.Dir = cfg.Dir
+	if !reflect.DeepEqual(back, cfg) {
+		return fmt.Errorf("re-rendering %s would change other settings; add the pin to mesh.peers by hand", homeserver.ConfigFile)
 	}
 	if err := replaceFile(filepath.Join(dir, homeserver.ConfigFile), text); err != nil {
 		return err

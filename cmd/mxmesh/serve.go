@@ -117,9 +117,13 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	defer remote.Close()
 	// The Noise public key is published, bound to the signing key, in our
 	// server key response (DESIGN.md "Identity and discovery").
+	// A data directory from before the Noise key existed gets one now.
 	var noisePub []byte
-	if kp, err := loadNoiseKey(cfg); err == nil {
+	if kp, created, err := loadOrCreateNoiseKey(cfg); err == nil {
 		noisePub = kp.Public
+		if created {
+			log.Info("created noise key", "file", cfg.Path(cfg.NoiseKeyFile))
+		}
 	} else {
 		log.Info("no Noise key to publish in the server key response", "err", err)
 	}

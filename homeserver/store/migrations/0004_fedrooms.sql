@@ -28,8 +28,9 @@ CREATE TABLE room_current_state (
     state_group BIGINT NOT NULL
 );
 
--- Invites of local users to rooms this server is not in: the invite event
--- (signed by both servers) and the stripped state the inviter sent.
+-- Invites of local users to rooms this server is not in (and their knocks
+-- on such rooms): the invite event (signed by both servers) or the knock,
+-- and the stripped state the other server sent with it.
 CREATE TABLE remote_invites (
     room_id      TEXT NOT NULL,
     user_id      TEXT NOT NULL,
