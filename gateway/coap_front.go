@@ -148,7 +148,22 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 		}
 		return
 	}
+	packed := isPackedTxn(r)
 	if err := f.post(func() {
+		if packed {
+			// Unpacking reads the node's room state: inside the loop.
+			body, err := unpackTransaction(r.Msg.Payload, f.node.MeshRoomContext)
+			switch {
+			case errors.Is(err, codec.ErrStateMismatch):
+				f.log.Debug("coap: packed transaction does not rebuild", "peer", r.Peer, "err", err)
+				reply(*coapError(codes.Conflict, accept, ErrCodeStateMismatch, err.Error()))
+				return
+			case err != nil:
+				reply(*coapError(codes.BadRequest, accept, homeserver.ErrCodeNotJSON, err.Error()))
+				return
+			}
+			req.Body = body
+		}
 		f.node.Dispatch(req, func(resp homeserver.Response) {
 			reply(f.encodeResponse(r.Msg.Code, resp, accept))
 		})
@@ -165,6 +180,9 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 //   - query: each Uri-Query option is one "name=value" (RFC 7252 §6.5);
 //   - access token: option 256, else the one this peer sent last (MSC3079
 //     "Access Tokens"), else the access_token query parameter;
+//   - server: PeerServer is the Noise peer's name when the session's peer
+//     is a pinned server (CoAPRequest.Server), so federation routes need no
+//     X-Matrix (doc.go "Federation over the mesh"); never for clients;
 //   - body: Content-Format 60 is CBOR with MSC3079's integer keys,
 //     decoded to JSON (codec.TableMSC3079); 65060 is a codec frame; 50 or
 //     none is JSON.
@@ -222,6 +240,13 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 		f.capSyncTimeout(query)
 	}
 	req := &homeserver.Request{Method: method, Path: path, Query: query, RemoteIP: remoteKey(r.Peer)}
+	if r.Server {
+		// The Noise session authenticated a pinned server: federation
+		// routes take it as the origin without X-Matrix (mesh_remote.go,
+		// doc.go "Federation over the mesh"). Only the session decides;
+		// nothing in the packet can set it.
+		req.PeerServer = r.Peer
+	}
 
 	if v, err := m.Options.GetBytes(OptionAuthorization); err == nil {
 		tok := strings.TrimSpace(string(v))
@@ -255,6 +280,11 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 				return nil, accept, coapError(codes.BadRequest, accept, homeserver.ErrCodeNotJSON, "request body is not a frame this server reads: "+err.Error())
 			}
 			req.Body = j
+		case ContentFormatPackedTxn:
+			if !isPackedTxn(r) {
+				return nil, accept, coapError(codes.UnsupportedMediaType, accept, homeserver.ErrCodeNotJSON, "packed transactions are for PUT federation/v1/send from pinned mesh servers")
+			}
+			// ServeCoAP unpacks it inside the node loop.
 		default:
 			return nil, accept, coapError(codes.UnsupportedMediaType, accept, homeserver.ErrCodeNotJSON, "request bodies must be application/json (50) or application/cbor (60)")
 		}
@@ -368,6 +398,23 @@ func (f *CoAPFrontDoor) capSyncTimeout(q url.Values) {
 	if ms, err := strconv.ParseInt(q.Get("timeout"), 10, 64); err == nil && ms > f.maxSync.Milliseconds() {
 		q.Set("timeout", strconv.FormatInt(f.maxSync.Milliseconds(), 10))
 	}
+}
+
+// isPackedTxn says r is a packed federation transaction (mesh_pack.go) a
+// pinned server may send: PUT /_matrix/federation/v1/send/{txnId}.
+func isPackedTxn(r *CoAPRequest) bool {
+	cf, err := r.Msg.Options.ContentFormat()
+	if err != nil || cf != ContentFormatPackedTxn || !r.Server || r.Msg.Code != codes.PUT {
+		return false
+	}
+	var segs []string
+	for _, o := range r.Msg.Options {
+		if o.ID == message.URIPath {
+			segs = append(segs, string(o.Value))
+		}
+	}
+	return len(segs) == 2 && segs[0] == "~0" ||
+		len(segs) == 5 && strings.Join(segs[:4], "/") == "_matrix/federation/v1/send"
 }
 
 // remoteKey is what the node rate-limits by: the IP in plain mode, the

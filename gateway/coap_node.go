@@ -23,7 +23,12 @@ type CoAPRequest struct {
 	// Peer is who sent it: the peer's server name over Noise, its
 	// "ip:port" in plain mode.
 	Peer string
-	Msg  coap.Message
+	// Server says Peer is a Matrix server pinned in the Noise peer table
+	// (noise.Endpoint.Pinned): the session proves it holds the keys its
+	// operator configured for that name. Never set for a client, a peer
+	// learned by trust on first use, or plain CoAP.
+	Server bool
+	Msg    coap.Message
 	// Observe is set when the request registers an observation of the
 	// resource (RFC 7641 §2); a 2.xx answer registers it, and later
 	// CoAPNode.Notify calls reach the client.
@@ -354,6 +359,7 @@ func (n *CoAPNode) serve(ev coap.Event) {
 		return
 	}
 	req := &CoAPRequest{Peer: string(ev.Peer), Msg: ev.Msg, Observe: ev.HasObserve && ev.Observe == 0, Token: ev.Token}
+	req.Server = n.nz != nil && !strings.HasPrefix(req.Peer, noise.ClientPrefix) && n.nz.Pinned(req.Peer)
 	if req.Observe {
 		peer, tok := ev.Peer, ev.Token
 		req.Notify = func(m *coap.Message, done func(bool)) {

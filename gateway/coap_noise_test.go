@@ -28,6 +28,7 @@ type simLink struct {
 	loss, dup, reorder float64
 	delay              time.Duration
 	sent, bytes        int
+	sizes              []int // of every datagram, in order
 	// last reconstructed counter per (from, to, receiver index); reset when
 	// a handshake message passes between the two (new keys).
 	counters map[nonceKey]uint64
@@ -115,6 +116,7 @@ func (l *simLink) checkNonce(from, to netip.AddrPort, p []byte) {
 func (l *simLink) transmit(from netip.AddrPort, d UDPDatagram) {
 	l.sent++
 	l.bytes += len(d.Data)
+	l.sizes = append(l.sizes, len(d.Data))
 	if l.secured {
 		l.checkNonce(from, d.To, d.Data)
 	}

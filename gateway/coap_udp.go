@@ -196,6 +196,19 @@ func (s *UDPServer) signal() {
 	}
 }
 
+// Go queues f to run on the loop with the node and the current time, and
+// returns at once; datagrams f makes are sent when it returns. It fails
+// with ErrClosed once the server is closed (f then never runs).
+func (s *UDPServer) Go(f func(n *CoAPNode, now time.Time)) error {
+	select {
+	case <-s.done:
+		return ErrClosed
+	default:
+	}
+	s.post(func() { f(s.node, s.clk.Now()) })
+	return nil
+}
+
 // Run calls f on the loop with the node and the current time, and waits.
 func (s *UDPServer) Run(ctx context.Context, f func(n *CoAPNode, now time.Time)) error {
 	ran := make(chan struct{})

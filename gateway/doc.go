@@ -66,6 +66,57 @@
 // with Plain) is for debugging with standard tools and binds loopback
 // only. CoAPClient is the matching client (also behind `mxmesh client`).
 //
+// # Federation over the mesh (mesh_*.go)
+//
+// Homeservers federate with pinned mesh peers over the same CoAP/Noise
+// socket that serves clients. RemoteChooser is the node's
+// homeserver.Remote: a destination named in config "mesh.peers" goes
+// through MeshRemote, every other server through FederationRemote (HTTPS,
+// discovery, X-Matrix). One federation request is one CoAP exchange
+// (MeshRequest, MeshResponse), inside one Noise transport packet per
+// datagram:
+//
+//	UDP payload = index (1–2 B) | counter (1–2 B) | AEAD(CoAP message) | tag (16 B)
+//	CoAP        = 4 B header (CON, method code: GET 0.01, POST 0.02, PUT 0.03, DELETE 0.04)
+//	              | token (0–2 B)
+//	              | Uri-Path (11): the codec path code, then each parameter
+//	                percent-decoded ("~0", txnId for PUT /_matrix/federation/v1/send/{txnId};
+//	                "~F" for query/profile; "~S" for /_matrix/key/v2/server; codec/paths.go)
+//	              | Content-Format (12) 65060 when there is a body
+//	              | Uri-Query (15): one "name=value" per query parameter
+//	              | Accept (17) 65060
+//	              | 0xFF | body: a codec frame (codec.EncodeFrame: mesh key table,
+//	                zstd with the shipped dictionary when smaller); JSON that CBOR
+//	                cannot carry (a float) goes as Content-Format 50 instead
+//
+// A GET of query/profile is 53 bytes of CoAP, an empty transaction
+// 34 (mesh_wire_test.go has them byte by byte). The answer is the CoAP
+// response code for the HTTP status (RFC 8075 §7, as for clients; 2.05,
+// 2.04 and 2.02 read back as 200) with the JSON body as a frame; bodies
+// larger than a block travel block-wise (RFC 7959). A non-2xx answer
+// becomes a *homeserver.RemoteError carrying the Matrix errcode, a lost
+// exchange (EXCHANGE_LIFETIME without an answer, or a refused handshake)
+// a transport error: the node's per-destination queue retries as over
+// HTTPS.
+//
+// Authentication: no X-Matrix header and no Authorization option are
+// sent. The receiving front door sets homeserver.Request.PeerServer to the
+// Noise peer's name when, and only when, the session's peer is a server
+// whose Noise or signing key the operator pinned (noise.Endpoint.Pinned;
+// CoAPRequest.Server): the identity binding in the handshake proved that
+// server name's signing key signed the Noise key. Nothing in the CoAP
+// message can set it. Clients ("~" names) and peers learned by trust on
+// first use never get it, so federation routes answer them 401.
+// NOTSPEC: the server-server API requires X-Matrix on
+// every request; here the Noise session stands in for it, as the
+// homeserver's federation auth allows (homeserver/serverkeys.go).
+//
+// Measured (BENCHMARKS.md "Federation over the mesh"): a transaction with
+// one signed "hello" PDU and its answer cost 455 bytes of UDP payload in
+// two datagrams on a warm session, against ≈ 1.7 KB over HTTPS+JSON.
+// PDUs travel context-free: PDU packing (codec.Pack) is not negotiated
+// yet.
+//
 // The protocol engines in coap and noise are sans-I/O state machines; this
 // package owns the sockets and the goroutines that feed them, and posts the
 // resulting requests into the node loop. Endpoints are never defined here:

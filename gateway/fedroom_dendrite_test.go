@@ -337,15 +337,15 @@ func TestDendriteRoomKickBanLeaveRejoin(t *testing.T) {
 		if _, err := admin.KickUser(ctx, p.roomID, &mautrix.ReqKickUser{UserID: guest.UserID, Reason: "test"}); err != nil {
 			t.Fatalf("kick: %v", err)
 		}
-		waitMembership(t, admin, p.roomID, guest.UserID, event.MembershipLeave)
+		both(event.MembershipLeave)
 		if _, err := admin.BanUser(ctx, p.roomID, &mautrix.ReqBanUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("ban: %v", err)
 		}
-		waitMembership(t, admin, p.roomID, guest.UserID, event.MembershipBan)
+		both(event.MembershipBan)
 		if _, err := admin.UnbanUser(ctx, p.roomID, &mautrix.ReqUnbanUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("unban: %v", err)
 		}
-		waitMembership(t, admin, p.roomID, guest.UserID, event.MembershipLeave)
+		both(event.MembershipLeave)
 		if _, err := admin.InviteUser(ctx, p.roomID, &mautrix.ReqInviteUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("re-invite: %v", err)
 		}

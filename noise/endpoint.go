@@ -111,6 +111,7 @@ type peer[A Address] struct {
 
 	lastTS, sentTS uint64    // message-1 timestamps received / sent
 	client         bool      // accepted by Config.AcceptClients
+	pinned         bool      // a key configured by Config.Peers or AddPeer
 	heard          time.Time // last authenticated packet from the peer
 	unanswered     time.Time // first send since the last authenticated receive
 	keepaliveDue   time.Time // zero: none due
@@ -260,10 +261,23 @@ func (e *Endpoint[A]) AddPeer(p Peer[A]) error {
 		q.signing = bytes.Clone(p.SigningKey)
 	}
 	q.mutual = p.Mutual
+	// A pin with an address alone authenticates nothing: the key is then
+	// learned (trust on first use).
+	q.pinned = q.pinned || p.NoiseKey != nil || p.SigningKey != nil
 	if p.NoiseKey != nil && !q.known {
 		e.learnStatic(q, [32]byte(p.NoiseKey))
 	}
 	return nil
+}
+
+// Pinned reports whether name is a server whose Noise key or signing key
+// was configured through Config.Peers or AddPeer: false for a peer learned
+// by trust on first use (also one pinned by address alone), for a client,
+// and for a name not in the table. A session with
+// a pinned peer proves the peer holds the key its operator configured.
+func (e *Endpoint[A]) Pinned(name string) bool {
+	p := e.byName[name]
+	return p != nil && p.pinned && !p.client
 }
 
 // RemovePeer forgets a peer and its sessions.

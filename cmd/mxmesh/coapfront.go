@@ -22,6 +22,9 @@ func startCoAPFrontDoor(env *serveEnv) (stop func(), err error) {
 	door := gateway.CoAPFrontDoorConfig{Node: env.Node, Post: env.Loop.Post, Logger: env.Log}
 	var servers []*gateway.UDPServer
 	stop = func() {
+		if env.Mesh != nil {
+			env.Mesh.Attach(nil)
+		}
 		for _, s := range servers {
 			s.Close()
 		}
@@ -43,6 +46,10 @@ func startCoAPFrontDoor(env *serveEnv) (stop func(), err error) {
 			return nil, fmt.Errorf("coap front door: %w", err)
 		}
 		servers = append(servers, s)
+		if env.Mesh != nil {
+			// One socket: the front door and outbound mesh federation.
+			env.Mesh.Attach(s.Go)
+		}
 		env.Log.Info("coap/noise listening", "addr", s.Addr(), "pins", len(pins))
 	}
 	if cfg.Mesh.PlainCoAPAddr != "" {

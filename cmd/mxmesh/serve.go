@@ -43,6 +43,9 @@ type serveEnv struct {
 	Loop   *homeserver.Loop
 	Key    *homeserver.SigningKey
 	Log    *slog.Logger
+	// Mesh carries federation to pinned mesh peers; the CoAP/Noise front
+	// door attaches its socket to it.
+	Mesh *gateway.MeshRemote
 }
 
 // frontDoors start additional listeners (the CoAP/Noise front door, for
@@ -115,6 +118,20 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	}
 	remote := gateway.NewFederationRemote(fedClient, loop, log)
 	defer remote.Close()
+	// Pinned mesh peers are reached over CoAP/Noise instead, through the
+	// CoAP listener's socket once it is up (coapfront.go attaches it).
+	var meshPeers []string
+	for _, p := range cfg.Mesh.Peers {
+		meshPeers = append(meshPeers, p.Name)
+	}
+	mesh, err := gateway.NewMeshRemote(gateway.MeshRemoteConfig{Peers: meshPeers, Post: loop.Post, Logger: log})
+	if err != nil {
+		return err
+	}
+	chooser, err := gateway.NewRemoteChooser(mesh, remote)
+	if err != nil {
+		return err
+	}
 	// The Noise public key is published, bound to the signing key, in our
 	// server key response (DESIGN.md "Identity and discovery").
 	// A data directory from before the Noise key existed gets one now.
@@ -128,7 +145,7 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 		log.Info("no Noise key to publish in the server key response", "err", err)
 	}
 	node, err := homeserver.New(homeserver.Options{Config: cfg, Store: st, SigningKey: key,
-		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop, Remote: remote, NoiseKey: noisePub})
+		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop, Remote: chooser, NoiseKey: noisePub})
 	if err != nil {
 		return err
 	}
@@ -152,7 +169,7 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	}
 	loopDone := make(chan struct{})
 	go func() { loop.Run(); close(loopDone) }()
-	env := &serveEnv{Config: cfg, Node: node, Loop: loop, Key: key, Log: log}
+	env := &serveEnv{Config: cfg, Node: node, Loop: loop, Key: key, Log: log, Mesh: mesh}
 	var stops []func()
 	var runErr error
 	for _, start := range frontDoors {

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/codec"
+	"github.com/mxmesh/mxmesh/homeserver"
+)
+
+// MeshRunner runs f on the loop that owns a CoAPNode, with the node and the
+// current time, and returns at once (UDPServer.Go). It fails when that loop
+// is gone; f then never runs.
+type MeshRunner func(f func(n *CoAPNode, now time.Time)) error
+
+// MeshRemoteConfig configures a MeshRemote.
+type MeshRemoteConfig struct {
+	// Peers are the server names reached over the mesh: the pinned mesh
+	// peers (config "mesh.peers").
+	Peers []string
+	// Post runs f inside the homeserver node's loop (homeserver.Loop.Post
+	// in real mode; a zero-delay timer of the node's clock when one driver
+	// runs everything). Required: completions never run anywhere else.
+	Post func(f func()) error
+	// Run reaches the CoAP node; it may be set later with Attach (serve
+	// builds the node, and so the Remote, before the socket).
+	Run    MeshRunner
+	Logger *slog.Logger
+}
+
+// ErrMeshDetached: a mesh request while no CoAP node is attached (the
+// listener is not up yet, or is closed).
+var ErrMeshDetached = errors.New("gateway: mesh transport not attached")
+
+// MeshRemote is the homeserver.Remote of the mesh: each federation request
+// becomes one CoAP request to the peer's Noise session (doc.go "Federation
+// over the mesh"), and its answer an OutboundResponse posted into the node
+// loop, exactly as FederationRemote does for HTTPS. No X-Matrix header is
+// sent: the Noise session authenticates us to the peer, which sets
+// homeserver.Request.PeerServer.
+//
+// Do is safe for concurrent use and never blocks.
+type MeshRemote struct {
+	post  func(func()) error
+	log   *slog.Logger
+	peers []string // sorted
+
+	mu  sync.Mutex
+	run MeshRunner
+}
+
+// NewMeshRemote returns a MeshRemote.
+func NewMeshRemote(cfg MeshRemoteConfig) (*MeshRemote, error) {
+	if cfg.Post == nil {
+		return nil, errors.New("gateway: mesh remote: no Post")
+	}
+	r := &MeshRemote{post: cfg.Post, log: cfg.Logger, peers: slices.Clone(cfg.Peers), run: cfg.Run}
+	slices.Sort(r.peers)
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}
+
+// Attach sets (or, with nil, clears) the CoAP node requests go through.
+func (r *MeshRemote) Attach(run MeshRunner) {
+	r.mu.Lock()
+	r.run = run
+	r.mu.Unlock()
+}
+
+// Reaches says whether dest is a mesh peer.
+func (r *MeshRemote) Reaches(dest string) bool {
+	_, ok := slices.BinarySearch(r.peers, dest)
+	return ok
+}
+
+// Do implements homeserver.Remote. dest must be a server name with a Noise
+// session (pinned); Reaches tells.
+func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(homeserver.OutboundResponse, error)) {
+	finish := func(resp homeserver.OutboundResponse, err error) {
+		if perr := r.post(func() { done(resp, err) }); perr != nil {
+			r.log.Debug("mesh answer dropped: loop closed", "dest", dest, "uri", req.URI)
+		}
+	}
+	fail := func(err error) {
+		finish(homeserver.OutboundResponse{}, fmt.Errorf("mesh %s %s%s: %w", req.Method, dest, req.URI, err))
+	}
+	msg, err := MeshRequest(req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	r.mu.Lock()
+	run := r.run
+	r.mu.Unlock()
+	if run == nil {
+		fail(ErrMeshDetached)
+		return
+	}
+	if err := run(func(n *CoAPNode, now time.Time) {
+		if _, err := n.Send(now, dest, msg, coap.SendOptions{}, func(ev coap.Event) {
+			if ev.Kind == coap.RequestFailed {
+				fail(ev.Err)
+				return
+			}
+			resp, err := MeshResponse(ev.Msg)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if resp.Status < 200 || resp.Status > 299 {
+				finish(resp, fmt.Errorf("mesh %s %s%s: %w", req.Method, dest, req.URI, homeserver.NewRemoteError(resp.Status, resp.Body)))
+				return
+			}
+			finish(resp, nil)
+		}); err != nil {
+			fail(err)
+		}
+	}); err != nil {
+		fail(fmt.Errorf("%w: %w", ErrMeshDetached, err))
+	}
+}
+
+// MeshRequest is the CoAP request carrying one federation request (doc.go
+// "Federation over the mesh"): the method as the CoAP code, the path as
+// its codec path code in Uri-Path options, one Uri-Query option per
+// parameter, the JSON body as a codec frame (Content-Format 65060, or JSON
+// when CBOR cannot carry it), and Accept 65060.
+func MeshRequest(req homeserver.OutboundRequest) (*coap.Message, error) {
+	code, ok := map[string]codes.Code{"GET": codes.GET, "POST": codes.POST, "PUT": codes.PUT, "DELETE": codes.DELETE}[req.Method]
+	if !ok {
+		return nil, fmt.Errorf("method %q has no CoAP code", req.Method)
+	}
+	if len(req.URI) < 2 || req.URI[0] != '/' {
+		return nil, fmt.Errorf("request target %q is not a path", req.URI)
+	}
+	var payload []byte
+	format := ContentFormatMeshFrame
+	if req.Body != nil {
+		var err error
+		if payload, _, err = codec.EncodeFrame(nil, req.Body, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest}); err != nil {
+			if errors.Is(err, codec.ErrBadJSON) {
+				// A float, say: valid JSON that CBOR under our rules
+				// cannot carry. It travels as it is.
+				payload, format = req.Body, ContentFormatJSON
+			} else {
+				return nil, fmt.Errorf("encode body: %w", err)
+			}
+		}
+	}
+	m := newAPIRequest(code, req.URI, payload, format)
+	if format != ContentFormatMeshFrame {
+		m.Options, _, _ = m.Options.SetAccept(make([]byte, 4), ContentFormatMeshFrame)
+	}
+	return m, nil
+}
+
+// MeshResponse turns the CoAP answer to a MeshRequest back into the HTTP
+// status and JSON body the node expects.
+func MeshResponse(m coap.Message) (homeserver.OutboundResponse, error) {
+	r, err := decodeAPIResponse(m)
+	if err != nil {
+		return homeserver.OutboundResponse{}, err
+	}
+	if _, cerr := m.Options.ContentFormat(); cerr != nil && len(m.Payload) > 0 {
+		return homeserver.OutboundResponse{}, fmt.Errorf("answer %v with a body but no Content-Format", m.Code)
+	}
+	return homeserver.OutboundResponse{Status: r.Status, Body: r.JSON}, nil
+}

@@ -1,0 +1,50 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"testing"
+
+	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/homeserver"
+)
+
+// TestMeshRequestWire pins the CoAP layout of federation requests (doc.go
+// "Federation over the mesh"), with Message ID 0x1234 and a 1-byte token.
+func TestMeshRequestWire(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  homeserver.OutboundRequest
+		hex  string
+	}{
+		{"query profile", homeserver.OutboundRequest{Method: "GET", URI: profileURI},
+			// 41 01 1234 07: CON, TKL 1, GET, Message ID, token;
+			// b2 "~F": Uri-Path (11); 4d 08 "user_id=@alice:a.mesh":
+			// Uri-Query (15), length 13+8; 0d 04 "field=displayname";
+			// 22 fe24: Accept (17) 65060. No payload.
+			"4101123407b27e464d08757365725f69643d40616c6963653a612e6d6573680d046669656c643d646973706c61796e616d6522fe24"},
+		{"send txn", homeserver.OutboundRequest{Method: "PUT", URI: "/_matrix/federation/v1/send/t1", Body: []byte(`{"edus":[],"origin":"a.mesh","origin_server_ts":1,"pdus":[]}`)},
+			// 41 03 1234 07: CON PUT; b2 "~0", 02 "t1": Uri-Path; 12 fe24:
+			// Content-Format (12) 65060; 52 fe24: Accept; ff: payload;
+			// frame 02 (no dictionary, table 2) + CBOR map of 4: the
+			// transaction keys as 1-byte integers (8: origin_server_ts,
+			// 0x25–0x27, negative keys −6…−8: origin and the two lists).
+			"4103123407b27e3002743112fe2452fe24ff02a408012566612e6d65736826802780"},
+		{"server keys", homeserver.OutboundRequest{Method: "GET", URI: "/_matrix/key/v2/server", Unsigned: true},
+			// Uri-Path "~S", Accept: unsigned requests look the same.
+			"4101123407b27e5362fe24"},
+	} {
+		m, err := MeshRequest(tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := coap.Wire{Code: m.Code, Token: []byte{7}, Options: m.Options, Payload: m.Payload, MessageID: 0x1234, Type: coap.CON}
+		b, err := coap.Encode(nil, &w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d B %x", tc.name, len(b), b)
+		if got := hex.EncodeToString(b); got != tc.hex {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.hex)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package homeserver
+
+// The shared room state PDU packing needs between mesh servers
+// (codec.RoomContext; codec package doc "PDU packing"), over the node's
+// store, read-only.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/mxmesh/mxmesh/codec"
+	"github.com/mxmesh/mxmesh/homeserver/auth"
+	"github.com/mxmesh/mxmesh/homeserver/event"
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// MeshKnownEvents is how many of a room's newest timeline events a
+// MeshRoomContext knows: a prev event outside them travels in full. Both
+// ends use the same rule, and a disagreement is caught (codec
+// ErrStateMismatch) and answered by resending unpacked.
+const MeshKnownEvents = 1024
+
+// MeshRoomContext returns the node's view of roomID for packing and
+// unpacking PDUs (codec.Pack, codec.Unpack): the room's version, its
+// MeshKnownEvents newest timeline events, depth and timestamp of any
+// stored event, and the auth-event selection at the room's current state.
+// It interns no names. It reads the store when it is built and when
+// asked; call it and use the result inside the node loop, for one
+// transaction.
+func (n *Node) MeshRoomContext(roomID string) (codec.RoomContext, error) {
+	rm, err := n.store.Room(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context: %w", err)
+	}
+	v, err := event.LookupVersion(rm.Version)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context %s: %w", roomID, err)
+	}
+	rows, err := n.store.RoomEventsRange(roomID, math.MinInt64, math.MaxInt64, false, MeshKnownEvents)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context: %w", err)
+	}
+	c := &meshRoomContext{st: n.store, roomID: roomID, v: v}
+	for _, r := range rows {
+		ref, err := event.DecodeBase64(r.EventID[min(1, len(r.EventID)):])
+		if err != nil {
+			continue // not a hash-derived ID: never referenced by prefix
+		}
+		c.known = append(c.known, knownEvent{id: r.EventID, ref: ref})
+	}
+	return c, nil
+}
+
+type knownEvent struct {
+	id  string
+	ref []byte // the reference hash the ID encodes
+}
+
+type meshRoomContext struct {
+	st     *store.Store
+	roomID string
+	v      *event.RoomVersion
+	known  []knownEvent
+}
+
+func (c *meshRoomContext) RoomID() string                  { return c.roomID }
+func (c *meshRoomContext) RoomVersion() *event.RoomVersion { return c.v }
+func (c *meshRoomContext) Name(uint64) (string, bool)      { return "", false }
+func (c *meshRoomContext) NameIndex(string) (uint64, bool) { return 0, false }
+
+func (c *meshRoomContext) EventsWithPrefix(prefix []byte, limit int) []string {
+	var out []string
+	for _, k := range c.known {
+		if len(out) >= limit {
+			break
+		}
+		if bytes.HasPrefix(k.ref, prefix) {
+			out = append(out, k.id)
+		}
+	}
+	return out
+}
+
+func (c *meshRoomContext) EventInfo(eventID string) (depth, ts int64, ok bool) {
+	r, err := c.st.Event(eventID)
+	if err != nil || r.RoomID != c.roomID {
+		return 0, 0, false
+	}
+	return r.Depth, r.OriginServerTS, true
+}
+
+// AuthEvents selects from the room's current state (server-server-api
+// "Auth events selection"), as the node's event builder does.
+func (c *meshRoomContext) AuthEvents(typ string, stateKey *string, sender string, content json.RawMessage) ([]string, error) {
+	sk := ""
+	if stateKey != nil {
+		sk = *stateKey
+	}
+	g, err := c.st.CurrentStateGroup(c.roomID)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context: %w", err)
+	}
+	sm, _, err := c.st.LoadStateGroup(g)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context: %w", err)
+	}
+	keys := append(auth.AuthStateKeys(c.v, typ, sk, sender, content), auth.StateKey{Type: auth.TypeCreate})
+	state := auth.State{}
+	for _, k := range keys {
+		id, ok := sm[store.StateKey{Type: k.Type, StateKey: k.StateKey}]
+		if !ok || state[k] != nil {
+			continue
+		}
+		r, err := c.st.Event(id)
+		if err != nil {
+			return nil, fmt.Errorf("mesh room context: state event %s: %w", id, err)
+		}
+		ev, err := event.Parse(r.JSON, c.v)
+		if err != nil {
+			return nil, fmt.Errorf("mesh room context: state event %s: %w", id, err)
+		}
+		state[k] = ev
+	}
+	evs, err := auth.SelectAuthEvents(c.v, typ, sk, sender, content, state)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room context: %w", err)
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID()
+	}
+	return ids, nil
+}
+

@@ -1,0 +1,2 @@
+// Package sim is the deterministic mesh simulator.
+package sim
