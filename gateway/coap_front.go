@@ -184,8 +184,9 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 //     is a pinned server (CoAPRequest.Server), so federation routes need no
 //     X-Matrix (doc.go "Federation over the mesh"); never for clients;
 //   - body: Content-Format 60 is CBOR with MSC3079's integer keys,
-//     decoded to JSON (codec.TableMSC3079); 65060 is a codec frame; 50 or
-//     none is JSON.
+//     decoded to JSON (codec.TableMSC3079); 65060 is a codec frame; 65061
+//     a packed federation transaction from a pinned server, unpacked in
+//     the node loop (mesh_pack.go); 50 or none is JSON.
 //
 // It returns the content format to answer with, or a CoAP error answer.
 func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.MediaType, *coap.Message) {

@@ -111,11 +111,32 @@
 // every request; here the Noise session stands in for it, as the
 // homeserver's federation auth allows (homeserver/serverkeys.go).
 //
+// PDU packing (mesh_pack.go). When the node gives MeshRemote its room
+// state (homeserver.Node.MeshRoomContext), a PUT …/send/{txnId} whose
+// first PDU is in a room the node holds goes out with Content-Format 65061
+// (ContentFormatPackedTxn, NOTSPEC: experimental range) and this body:
+//
+//	CBOR array(3):
+//	  [0] bytes  codec frame of the transaction without "pdus"
+//	  [1] text   room ID of the packed PDUs
+//	  [2] array  per PDU, in order: a packed PDU (codec.Pack's CBOR array),
+//	             or a byte string holding a codec frame of a PDU that does
+//	             not pack (another room, or not packable)
+//
+// The content format is the negotiated flag: the receiver accepts it only
+// from a pinned server on the send path, and unpacks inside its node loop
+// against its own state (codec package doc, "the shared-state contract":
+// room version, the room's 1024 newest timeline events, depth and
+// timestamp of stored events, auth-event selection at the current state;
+// no interned names). When a PDU does not rebuild (codec.ErrStateMismatch)
+// it answers 4.09 with errcode ORG.MXMESH.STATE_MISMATCH and the sender
+// resends the same transaction context-free at once; a peer that answers
+// 4.15 (no packing) gets context-free transactions from then on.
+//
 // Measured (BENCHMARKS.md "Federation over the mesh"): a transaction with
-// one signed "hello" PDU and its answer cost 455 bytes of UDP payload in
-// two datagrams on a warm session, against ≈ 1.7 KB over HTTPS+JSON.
-// PDUs travel context-free: PDU packing (codec.Pack) is not negotiated
-// yet.
+// one signed "hello" PDU and its answer cost 290 bytes of UDP payload in
+// two datagrams on a warm session (212 B request, 78 B answer), 455 bytes
+// context-free, against ≈ 1.7 KB over HTTPS+JSON.
 //
 // The protocol engines in coap and noise are sans-I/O state machines; this
 // package owns the sockets and the goroutines that feed them, and posts the

@@ -170,7 +170,8 @@ type interopPair struct {
 // created on our side (onUs) or on Dendrite's.
 func sharedRoom(t *testing.T, onUs bool) *interopPair {
 	t.Helper()
-	d := startDendrite(t)
+	rd := startRestartableDendrite(t)
+	d := rd.dendrite
 	us := startFedNode(t)
 	p := &interopPair{us: us, d: d}
 	p.ours = mxClient(t, us.URL, "alice", true)
@@ -341,11 +342,11 @@ func TestDendriteRoomKickBanLeaveRejoin(t *testing.T) {
 		if _, err := admin.BanUser(ctx, p.roomID, &mautrix.ReqBanUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("ban: %v", err)
 		}
-		both(event.MembershipBan)
+		waitMembership(t, admin, p.roomID, guest.UserID, event.MembershipBan)
 		if _, err := admin.UnbanUser(ctx, p.roomID, &mautrix.ReqUnbanUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("unban: %v", err)
 		}
-		both(event.MembershipLeave)
+		waitMembership(t, admin, p.roomID, guest.UserID, event.MembershipLeave)
 		if _, err := admin.InviteUser(ctx, p.roomID, &mautrix.ReqInviteUser{UserID: guest.UserID}); err != nil {
 			t.Fatalf("re-invite: %v", err)
 		}
@@ -437,7 +438,7 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 	}
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM,
-		filepath.Join(dir, "dendrite.yaml"): []byte(dendriteConfig(name, dir))} {
+		filepath.Join(dir, "dendrite.yaml"): []byte(strings.Replace(dendriteConfig(name, dir), "level: info", "level: debug", 1))} {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -456,6 +457,7 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 		log.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(log.Name()); err == nil {
+				_ = os.WriteFile("/tmp/fedwork/dendrite-fail.log", b, 0o644)
 				t.Logf("dendrite log (last 8 KiB):\n%s", fedTail(b, 8<<10))
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
 	"github.com/mxmesh/mxmesh/noise"
 )
@@ -104,5 +105,35 @@ func TestMeshClientCannotUseFederation(t *testing.T) {
 	w.nodes[1].mesh.Do("a.mesh", homeserver.OutboundRequest{Method: "GET", URI: profileURI}, func(_ homeserver.OutboundResponse, err error) { ch <- err })
 	if err := <-ch; err != nil {
 		t.Fatalf("pinned server: %v", err)
+	}
+}
+
+// skewedContext is a sender's view that disagrees with the receiver's:
+// every known event looks one millisecond newer, so packed timestamps
+// rebuild wrong on the receiver.
+type skewedContext struct{ codec.RoomContext }
+
+func (c skewedContext) EventInfo(id string) (int64, int64, bool) {
+	d, ts, ok := c.RoomContext.EventInfo(id)
+	return d, ts + 1, ok
+}
+
+// TestMeshPackingStateMismatch: when the sender's room state differs from
+// the receiver's, the receiver answers 4.09 ORG.MXMESH.STATE_MISMATCH and
+// the sender resends the transaction unpacked; nothing is lost.
+func TestMeshPackingStateMismatch(t *testing.T) {
+	names := []string{"a.mesh", "b.mesh"}
+	w := newMemMesh(t, 5, names, memMeshOptions{contexts: func(n *homeserver.Node) RoomContexts {
+		return func(roomID string) (codec.RoomContext, error) {
+			c, err := n.MeshRoomContext(roomID)
+			if err != nil {
+				return nil, err
+			}
+			return skewedContext{c}, nil
+		}
+	}})
+	res := runMeshScenario(t, w, names)
+	if res.stats.Packed == 0 || res.stats.Mismatched != res.stats.Packed {
+		t.Fatalf("stats %+v: want every packed transaction refused and resent", res.stats)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +32,12 @@ type MeshRemoteConfig struct {
 	Post func(f func()) error
 	// Run reaches the CoAP node; it may be set later with Attach (serve
 	// builds the node, and so the Remote, before the socket).
-	Run    MeshRunner
-	Logger *slog.Logger
+	Run MeshRunner
+	// Contexts, when set, packs the PDUs of outbound transactions against
+	// the shared room state (mesh_pack.go); it may be set later with
+	// SetRoomContexts. Nil sends every PDU context-free.
+	Contexts RoomContexts
+	Logger   *slog.Logger
 }
 
 // ErrMeshDetached: a mesh request while no CoAP node is attached (the
@@ -52,8 +57,20 @@ type MeshRemote struct {
 	log   *slog.Logger
 	peers []string // sorted
 
-	mu  sync.Mutex
-	run MeshRunner
+	mu       sync.Mutex
+	run      MeshRunner
+	contexts RoomContexts
+	// noPack lists peers that answered a packed transaction 4.15: they do
+	// not speak it, so they get plain frames from then on.
+	noPack map[string]bool
+	stats  MeshStats
+}
+
+// MeshStats counts outbound transactions by how they went.
+type MeshStats struct {
+	// Packed transactions sent, and those the receiver could not rebuild
+	// (resent unpacked).
+	Packed, Mismatched uint64
 }
 
 // NewMeshRemote returns a MeshRemote.
@@ -61,7 +78,8 @@ func NewMeshRemote(cfg MeshRemoteConfig) (*MeshRemote, error) {
 	if cfg.Post == nil {
 		return nil, errors.New("gateway: mesh remote: no Post")
 	}
-	r := &MeshRemote{post: cfg.Post, log: cfg.Logger, peers: slices.Clone(cfg.Peers), run: cfg.Run}
+	r := &MeshRemote{post: cfg.Post, log: cfg.Logger, peers: slices.Clone(cfg.Peers), run: cfg.Run,
+		contexts: cfg.Contexts, noPack: map[string]bool{}}
 	slices.Sort(r.peers)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -74,6 +92,21 @@ func (r *MeshRemote) Attach(run MeshRunner) {
 	r.mu.Lock()
 	r.run = run
 	r.mu.Unlock()
+}
+
+// SetRoomContexts sets (or, with nil, clears) where packing finds shared
+// room state.
+func (r *MeshRemote) SetRoomContexts(c RoomContexts) {
+	r.mu.Lock()
+	r.contexts = c
+	r.mu.Unlock()
+}
+
+// Stats returns the counters so far.
+func (r *MeshRemote) Stats() MeshStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
 }
 
 // Reaches says whether dest is a mesh peer.
@@ -99,14 +132,25 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 		return
 	}
 	r.mu.Lock()
-	run := r.run
+	run, contexts, noPack := r.run, r.contexts, r.noPack[dest]
 	r.mu.Unlock()
 	if run == nil {
 		fail(ErrMeshDetached)
 		return
 	}
-	if err := run(func(n *CoAPNode, now time.Time) {
-		if _, err := n.Send(now, dest, msg, coap.SendOptions{}, func(ev coap.Event) {
+	// Do runs in the node loop: the room state is read here.
+	var packed *coap.Message
+	if contexts != nil && !noPack && req.Method == "PUT" && isSendURI(req.URI) && req.Body != nil {
+		if body, ok, err := packTransaction(req.Body, contexts); err != nil {
+			r.log.Debug("mesh: transaction not packed", "dest", dest, "err", err)
+		} else if ok {
+			packed = newAPIRequest(codes.PUT, req.URI, body, ContentFormatPackedTxn)
+			packed.Options, _, _ = packed.Options.SetAccept(make([]byte, 4), ContentFormatMeshFrame)
+		}
+	}
+	var send func(n *CoAPNode, now time.Time, m *coap.Message)
+	send = func(n *CoAPNode, now time.Time, m *coap.Message) {
+		if _, err := n.Send(now, dest, m, coap.SendOptions{}, func(ev coap.Event) {
 			if ev.Kind == coap.RequestFailed {
 				fail(ev.Err)
 				return
@@ -114,6 +158,10 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 			resp, err := MeshResponse(ev.Msg)
 			if err != nil {
 				fail(err)
+				return
+			}
+			if m == packed && r.repack(dest, resp) {
+				send(n, n.now, msg) // the same transaction, context-free
 				return
 			}
 			if resp.Status < 200 || resp.Status > 299 {
@@ -124,9 +172,40 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 		}); err != nil {
 			fail(err)
 		}
-	}); err != nil {
+	}
+	first := msg
+	if packed != nil {
+		first = packed
+		r.mu.Lock()
+		r.stats.Packed++
+		r.mu.Unlock()
+	}
+	if err := run(func(n *CoAPNode, now time.Time) { send(n, now, first) }); err != nil {
 		fail(fmt.Errorf("%w: %w", ErrMeshDetached, err))
 	}
+}
+
+// repack says whether the answer to a packed transaction asks for it
+// again unpacked: the receiver's state differs (4.09 with
+// ErrCodeStateMismatch), or it does not speak packing (4.15, remembered).
+func (r *MeshRemote) repack(dest string, resp homeserver.OutboundResponse) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case resp.Status == 415:
+		r.noPack[dest] = true
+		return true
+	case resp.Status == 409 && homeserver.NewRemoteError(resp.Status, resp.Body).ErrCode == ErrCodeStateMismatch:
+		r.stats.Mismatched++
+		return true
+	}
+	return false
+}
+
+// isSendURI says uri is PUT /_matrix/federation/v1/send/{txnId}'s.
+func isSendURI(uri string) bool {
+	rest, ok := strings.CutPrefix(uri, "/_matrix/federation/v1/send/")
+	return ok && rest != "" && !strings.ContainsAny(rest, "/?")
 }
 
 // MeshRequest is the CoAP request carrying one federation request (doc.go

@@ -36,6 +36,34 @@ type meshWorld interface {
 	// fallbackUsed counts requests the chooser sent to the non-mesh
 	// transport.
 	fallbackUsed() int64
+	// meshStats sums the nodes' MeshRemote counters.
+	meshStats() MeshStats
+}
+
+func sumStats(remotes ...*MeshRemote) MeshStats {
+	var s MeshStats
+	for _, r := range remotes {
+		st := r.Stats()
+		s.Packed += st.Packed
+		s.Mismatched += st.Mismatched
+	}
+	return s
+}
+
+func (w *udpMesh) meshStats() MeshStats {
+	var rs []*MeshRemote
+	for _, n := range w.nodes {
+		rs = append(rs, n.mesh)
+	}
+	return sumStats(rs...)
+}
+
+func (w *memMesh) meshStats() MeshStats {
+	var rs []*MeshRemote
+	for _, n := range w.nodes {
+		rs = append(rs, n.mesh)
+	}
+	return sumStats(rs...)
 }
 
 // meshIdent is one server's identity: names, keys, and its peers' pins.
@@ -151,6 +179,7 @@ func newUDPMesh(t *testing.T, names []string, mutate func(i int, c *CoAPFrontDoo
 		if err != nil {
 			t.Fatal(err)
 		}
+		mesh.SetRoomContexts(node.MeshRoomContext)
 		go loop.Run()
 		lc := CoAPFrontDoorListenConfig{Addr: "127.0.0.1:0", ServerName: id.name, Static: id.kp, SigningKey: id.key.Key,
 			Door: CoAPFrontDoorConfig{Node: node, Post: loop.Post, MaxSyncWait: 30 * time.Second}, CoAP: coapSlowLink}
@@ -286,6 +315,10 @@ type memMeshOptions struct {
 	// pins says whether node i pins node j (default: everyone, mutually).
 	pins func(i, j int) bool
 	tofu func(i int) bool
+	// noPacking sends every PDU context-free; contexts, if set, replaces
+	// the node's own room contexts for packing.
+	noPacking bool
+	contexts  func(n *homeserver.Node) RoomContexts
 }
 
 // newMemMesh builds the same nodes as newUDPMesh without sockets or
@@ -333,6 +366,12 @@ func newMemMesh(t *testing.T, seed uint64, names []string, o memMeshOptions) *me
 			t.Fatal(err)
 		}
 		t.Cleanup(node.Stop)
+		switch {
+		case o.contexts != nil:
+			mesh.SetRoomContexts(o.contexts(node))
+		case !o.noPacking:
+			mesh.SetRoomContexts(node.MeshRoomContext)
+		}
 		door, err := NewCoAPFrontDoor(CoAPFrontDoorConfig{Node: node, MaxSyncWait: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -469,6 +508,7 @@ func meshSyncUntil(t *testing.T, w meshWorld, i int, token, roomID string, fn fu
 type meshScenarioResult struct {
 	helloDatagrams, helloBytes uint64
 	totalDatagrams, totalBytes uint64
+	stats                      MeshStats
 }
 
 // runMeshScenario: alice on node 0 creates a room and invites bob on node
@@ -526,7 +566,7 @@ func runMeshScenario(t *testing.T, w meshWorld, names []string) meshScenarioResu
 		t.Fatalf("%d requests went to the non-mesh transport", got)
 	}
 	_ = alice
-	return meshScenarioResult{helloDatagrams: d1 - d0, helloBytes: b1 - b0, totalDatagrams: d1, totalBytes: b1}
+	return meshScenarioResult{helloDatagrams: d1 - d0, helloBytes: b1 - b0, totalDatagrams: d1, totalBytes: b1, stats: w.meshStats()}
 }
 
 func meshKeyOf(w meshWorld, i int) *homeserver.SigningKey {
@@ -541,10 +581,12 @@ func meshKeyOf(w meshWorld, i int) *homeserver.SigningKey {
 
 // Budgets of the federation transaction that carries one "hello" PDU
 // from node 0 to node 1 over a warm Noise session, request and answer
-// (UDP payload; BENCHMARKS.md "Federation over the mesh").
+// (UDP payload; BENCHMARKS.md "Federation over the mesh"): packed against
+// the shared room state, and context-free.
 const (
-	wantMeshHelloDatagrams = 2
-	wantMeshHelloBytes     = 456
+	wantMeshHelloBytesUnpacked = 456
+	wantMeshHelloDatagrams     = 2
+	wantMeshHelloBytes         = 290
 )
 
 // TestMeshFederationLoopback: two nodes, as `mxmesh serve` runs them, over
@@ -555,11 +597,17 @@ func TestMeshFederationLoopback(t *testing.T) {
 	res := runMeshScenario(t, w, names)
 	t.Logf("loopback: hello transaction %d datagrams, %d B; whole scenario %d datagrams, %d B",
 		res.helloDatagrams, res.helloBytes, res.totalDatagrams, res.totalBytes)
+	// Real time may widen the packed timestamp delta (1–3 B of CBOR) and
+	// the transaction ID by a byte or two.
+	res.helloBytes -= min(res.helloBytes, 4)
 	checkHelloBudget(t, res)
 }
 
 func checkHelloBudget(t *testing.T, res meshScenarioResult) {
 	t.Helper()
+	if res.stats.Packed == 0 || res.stats.Mismatched != 0 {
+		t.Errorf("packing: %+v; want packed transactions that all rebuilt", res.stats)
+	}
 	if res.helloDatagrams != wantMeshHelloDatagrams || res.helloBytes > wantMeshHelloBytes {
 		t.Errorf("hello transaction: %d datagrams, %d B; want %d datagrams, ≤ %d B",
 			res.helloDatagrams, res.helloBytes, wantMeshHelloDatagrams, wantMeshHelloBytes)
@@ -580,6 +628,12 @@ func TestMeshFederationInMemory(t *testing.T) {
 	lossy := runMeshScenario(t, newMemMesh(t, 8, names, memMeshOptions{loss: 0.1}), names)
 	again := runMeshScenario(t, newMemMesh(t, 8, names, memMeshOptions{loss: 0.1}), names)
 	t.Logf("10 %% loss: whole scenario %d datagrams, %d B", lossy.totalDatagrams, lossy.totalBytes)
+	plain := runMeshScenario(t, newMemMesh(t, 7, names, memMeshOptions{noPacking: true}), names)
+	t.Logf("clean link, PDUs context-free: hello transaction %d datagrams, %d B; whole scenario %d datagrams, %d B",
+		plain.helloDatagrams, plain.helloBytes, plain.totalDatagrams, plain.totalBytes)
+	if plain.helloBytes > wantMeshHelloBytesUnpacked || plain.stats.Packed != 0 {
+		t.Errorf("context-free hello transaction: %d B, %+v; want ≤ %d B, nothing packed", plain.helloBytes, plain.stats, wantMeshHelloBytesUnpacked)
+	}
 	if lossy != again {
 		t.Errorf("same seed, different runs: %+v and %+v", lossy, again)
 	}

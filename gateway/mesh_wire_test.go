@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"encoding/hex"
+	"errors"
 	"testing"
 
 	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
 )
 
@@ -46,5 +48,37 @@ func TestMeshRequestWire(t *testing.T) {
 		if got := hex.EncodeToString(b); got != tc.hex {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.hex)
 		}
+	}
+}
+
+// TestUnpackTransactionBadInput: malformed packed transactions are clear
+// errors, never panics, and never reach a room context.
+func TestUnpackTransactionBadInput(t *testing.T) {
+	called := false
+	contexts := func(string) (codec.RoomContext, error) { called = true; return nil, errors.New("no room") }
+	frame, _, err := codec.EncodeFrame(nil, []byte(`{"origin":"a.mesh"}`), codec.FrameOptions{Table: codec.TableLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range [][]byte{
+		nil,
+		{0x80}, // []
+		{0x83, 0x01, 0x02, 0x03},
+		{0x9f, 0xff},                         // indefinite length
+		{0x83, 0x41, 0x00, 0x61, 0x21, 0x80}, // bad frame, no PDUs
+		append(append([]byte{0x83, 0x40 | byte(len(frame))}, frame...), 0x61, 0x21, 0x80), // no PDUs
+	} {
+		if _, err := unpackTransaction(in, contexts); err == nil {
+			t.Errorf("unpackTransaction(%x): no error", in)
+		}
+	}
+	if called {
+		t.Error("a malformed envelope reached the room contexts")
+	}
+	// A well-formed envelope for a room the receiver does not hold is a
+	// state mismatch: the sender resends unpacked.
+	in := append(append([]byte{0x83, 0x40 | byte(len(frame))}, frame...), 0x61, 0x21, 0x81, 0x80)
+	if _, err := unpackTransaction(in, contexts); !errors.Is(err, codec.ErrStateMismatch) {
+		t.Errorf("unknown room: %v, want ErrStateMismatch", err)
 	}
 }

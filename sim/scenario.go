@@ -125,6 +125,9 @@ const (
 	MaxDuration = 7 * 24 * time.Hour
 	// maxEntities bounds servers, clients, links and actions each.
 	maxEntities = 1000
+	// minAirtime is the smallest max_airtime: below it the silence after
+	// one frame outlasts any scenario.
+	minAirtime = 1e-6
 	// maxMessages bounds the messages all send actions produce.
 	maxMessages = 100000
 )
@@ -343,13 +346,13 @@ func (s *Scenario) Validate() error {
 		if l.Bitrate < 0 || l.Queue < 0 || l.MTU < 0 {
 			return fmt.Errorf("line %d: bitrate, queue and mtu must not be negative", l.Line)
 		}
-		for name, p := range map[string]float64{"loss": l.Loss, "duplicate": l.Duplicate, "reorder": l.Reorder} {
+		for i, p := range []float64{l.Loss, l.Duplicate, l.Reorder} {
 			if !(p >= 0 && p <= 1) {
-				return fmt.Errorf("line %d: %s %v is not a probability", l.Line, name, p)
+				return fmt.Errorf("line %d: %s %v is not a probability", l.Line, []string{"loss", "duplicate", "reorder"}[i], p)
 			}
 		}
-		if l.MaxAirtime != 0 && !(l.MaxAirtime > 0 && l.MaxAirtime <= 1) {
-			return fmt.Errorf("line %d: max_airtime %v must be in (0, 1]", l.Line, l.MaxAirtime)
+		if l.MaxAirtime != 0 && !(l.MaxAirtime >= minAirtime && l.MaxAirtime <= 1) {
+			return fmt.Errorf("line %d: max_airtime %v must be in [%v, 1]", l.Line, l.MaxAirtime, minAirtime)
 		}
 		if d := l.DutyCycle; d != nil && (d.Period <= 0 || d.On <= 0 || d.On > d.Period) {
 			return fmt.Errorf("line %d: duty_cycle needs 0 < on ≤ period", l.Line)

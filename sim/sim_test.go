@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -262,14 +261,13 @@ func FuzzParseScenario(f *testing.F) {
 	})
 }
 
-func TestExampleDebug(t *testing.T) {
-	name := os.Getenv("SIMDEBUG")
-	if name == "" {
-		t.Skip("set SIMDEBUG=example.yaml to print one example's summary")
+// BenchmarkRunSmall measures the wall time of one run of the small
+// scenario (6 minutes of virtual time, two servers, two clients).
+func BenchmarkRunSmall(b *testing.B) {
+	sc := loadScenario(b, filepath.Join("testdata", "small.yaml"))
+	for b.Loop() {
+		if _, err := Run(sc, Options{Dir: b.TempDir()}); err != nil {
+			b.Fatal(err)
+		}
 	}
-	seed, _ := strconv.ParseUint(os.Getenv("SIMSEED"), 10, 64)
-	r := runScenario(t, loadScenario(t, filepath.Join("..", "examples", name)), seed)
-	var b strings.Builder
-	r.WriteText(&b)
-	t.Log("\n" + b.String())
 }

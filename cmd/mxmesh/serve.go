@@ -149,6 +149,8 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	if err != nil {
 		return err
 	}
+	// PDUs to mesh peers are packed against the room state both share.
+	mesh.SetRoomContexts(node.MeshRoomContext)
 	httpSrv := gateway.NewHTTPServer(node, log)
 	var addrs []net.Addr
 	if cfg.ClientAddr != "" {
