@@ -82,3 +82,20 @@ func TestUnpackTransactionBadInput(t *testing.T) {
 		t.Errorf("unknown room: %v, want ErrStateMismatch", err)
 	}
 }
+
+// FuzzUnpackTransaction: any payload is an error or a transaction, never
+// a panic; with no room state every packed PDU is a state mismatch.
+func FuzzUnpackTransaction(f *testing.F) {
+	frame, _, _ := codec.EncodeFrame(nil, []byte(`{"origin":"a.mesh","origin_server_ts":1}`), codec.FrameOptions{Table: codec.TableLatest})
+	pdu, _, _ := codec.EncodeFrame(nil, []byte(`{"type":"m.room.message"}`), codec.FrameOptions{Table: codec.TableLatest})
+	env := append([]byte{0x83, 0x40 | byte(len(frame))}, frame...)
+	env = append(env, 0x61, 0x21, 0x81, 0x40|byte(len(pdu)))
+	f.Add(append(env, pdu...))
+	f.Add([]byte{0x83, 0x40, 0x61, 0x21, 0x81, 0x86, 0xa0, 0x00, 0x00, 0x80, 0xf6, 0x40})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		body, err := unpackTransaction(in, func(string) (codec.RoomContext, error) { return nil, errors.New("no state") })
+		if err == nil && len(body) == 0 {
+			t.Fatal("no error and no transaction")
+		}
+	})
+}

@@ -9,8 +9,7 @@ package homeserver
 //
 // Sending: every event this node creates in a room is queued (through the
 // federation module's persisted per-destination queues) for every other
-// server with a joined member in the state before or after it (and the
-// target's server of a kick or ban).
+// server with a joined member in the state before or after it.
 // Spec: server-server-api "Room Events" ("the origin adds it to its graph
 // ... sends it to every server in the room"), "Server Access Control Lists".
 
@@ -86,10 +85,12 @@ func roomServers(state auth.State) []string {
 }
 
 // destinations lists the other servers an event created here goes to:
-// those with joined members before or after it, and the target's server
-// of a kick or ban, so its user learns of it. (An invitee's server that is
-// not in the room got the invite through /invite; pushing it in a
-// transaction too only makes it ask for history it may not read.)
+// those with joined members before or after it. A kicked user's server is
+// among them (its user was joined just before); servers not in the room
+// are not sent its events: an invitee's server got the invite through
+// /invite, and a server that left cannot place later events (Dendrite
+// then ignores an invite that arrives after a ban and unban it saw only in
+// part).
 func (fr *fedRooms) destinations(before []string, ev *event.Event, after auth.State) []string {
 	set := map[string]bool{}
 	for _, s := range before {
@@ -97,9 +98,6 @@ func (fr *fedRooms) destinations(before []string, ev *event.Event, after auth.St
 	}
 	for _, s := range roomServers(after) {
 		set[s] = true
-	}
-	if sk, ok := ev.StateKey(); ok && ev.Type() == auth.TypeMember && (ev.Membership() == auth.Leave || ev.Membership() == auth.Ban) {
-		set[serverOf(sk)] = true
 	}
 	delete(set, fr.n.ServerName())
 	delete(set, "")

@@ -179,13 +179,16 @@ func TestFedRoomKickBanUnbanLeaveRejoin(t *testing.T) {
 	if r.Status != 403 {
 		t.Fatalf("rejoin without invite: %d %s, want 403", r.Status, r.Raw)
 	}
+	// b.test left the room with bob: it is not sent the ban, and the ban
+	// keeps bob out.
 	fn.call(alice.tn, 200, "POST", roomPath(roomID, "/ban"), alice.token, map[string]string{"user_id": bob.id})
-	if m := roomsOf(bob.tn.Node).membership(roomID, bob.id); m != "ban" {
-		t.Fatalf("after ban b.test has bob as %q", m)
+	if m := fn.membership(alice, roomID, bob.id); m != "ban" {
+		t.Fatalf("after ban a.test has bob as %q", m)
 	}
+	fn.call(alice.tn, 403, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
 	fn.call(alice.tn, 200, "POST", roomPath(roomID, "/unban"), alice.token, map[string]string{"user_id": bob.id})
-	if m := roomsOf(bob.tn.Node).membership(roomID, bob.id); m != "leave" {
-		t.Fatalf("after unban b.test has bob as %q", m)
+	if m := fn.membership(alice, roomID, bob.id); m != "leave" {
+		t.Fatalf("after unban a.test has bob as %q", m)
 	}
 	fn.call(alice.tn, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
 	if m := roomsOf(bob.tn.Node).membership(roomID, bob.id); m != "invite" {

@@ -133,4 +133,3 @@ func (c *meshRoomContext) AuthEvents(typ string, stateKey *string, sender string
 	}
 	return ids, nil
 }
-
