@@ -170,8 +170,7 @@ type interopPair struct {
 // created on our side (onUs) or on Dendrite's.
 func sharedRoom(t *testing.T, onUs bool) *interopPair {
 	t.Helper()
-	rd := startRestartableDendrite(t)
-	d := rd.dendrite
+	d := startDendrite(t)
 	us := startFedNode(t)
 	p := &interopPair{us: us, d: d}
 	p.ours = mxClient(t, us.URL, "alice", true)
@@ -438,7 +437,7 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 	}
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM,
-		filepath.Join(dir, "dendrite.yaml"): []byte(strings.Replace(dendriteConfig(name, dir), "level: info", "level: debug", 1))} {
+		filepath.Join(dir, "dendrite.yaml"): []byte(dendriteConfig(name, dir))} {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -457,7 +456,6 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 		log.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(log.Name()); err == nil {
-				_ = os.WriteFile("/tmp/fedwork/dendrite-fail.log", b, 0o644)
 				t.Logf("dendrite log (last 8 KiB):\n%s", fedTail(b, 8<<10))
 			}
 		}

@@ -505,7 +505,7 @@ func (fr *fedRooms) checkAgainstAuthEvents(ev *event.Event) error {
 	}
 	state := auth.NewState(authEvs...)
 	if ev.Version().RoomIDFromCreate {
-		if err := fr.addCreate(state, ev.RoomID()); err != nil {
+		if err := fr.addCreate(state, ev.RoomID(), ev.Version()); err != nil {
 			return err
 		}
 	}
@@ -517,15 +517,24 @@ func (fr *fedRooms) checkAgainstAuthEvents(ev *event.Event) error {
 
 // addCreate adds a room version 12 room's create event (never listed in
 // auth_events) to state.
-func (fr *fedRooms) addCreate(state auth.State, roomID string) error {
-	if state[auth.StateKey{Type: auth.TypeCreate}] != nil {
+func (fr *fedRooms) addCreate(state auth.State, roomID string, v *event.RoomVersion) error {
+	if state[auth.StateKey{Type: auth.TypeCreate}] != nil || !strings.HasPrefix(roomID, "!") {
 		return nil
 	}
-	rm, err := fr.rs.room(roomID)
+	// The room ID is "!" and the create event's reference hash; its event
+	// ID is "$" and the same (rooms/v12.md "Room IDs").
+	row, err := fr.rs.st.Event("$" + roomID[1:])
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the rules reject the event for want of it
+	}
 	if err != nil {
 		return err
 	}
-	if c := rm.state[auth.StateKey{Type: auth.TypeCreate}]; c != nil {
+	c, err := parseRow(row, v)
+	if err != nil {
+		return err
+	}
+	if c.IsCreate() && c.ID() == "$"+roomID[1:] {
 		state[auth.StateKey{Type: auth.TypeCreate}] = c
 	}
 	return nil
@@ -884,7 +893,7 @@ func (fr *fedRooms) accept(ev *event.Event, before store.StateMap, live bool) er
 		return err
 	}
 	if v.RoomIDFromCreate {
-		if err := fr.addCreate(beforeState, ev.RoomID()); err != nil {
+		if err := fr.addCreate(beforeState, ev.RoomID(), v); err != nil {
 			return err
 		}
 	}

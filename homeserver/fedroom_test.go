@@ -900,3 +900,20 @@ func TestFedRoomJoinedRoomInSync(t *testing.T) {
 		}
 	}
 }
+
+func TestFedRoomVersion12(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	b, _ := fn.node("b.test", t.TempDir(), 2)
+	alice, bob := fn.user(a, "alice"), fn.user(b, "bob")
+	roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{"room_version": "12"}).str("room_id")
+	fn.call(a, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
+	fn.call(b, 200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name=a.test", bob.token, map[string]any{})
+	fn.say(alice, roomID, "v12 a")
+	fn.say(bob, roomID, "v12 b")
+	for _, u := range []fedUser{alice, bob} {
+		if got := fn.bodies(u, roomID); !sameList(got, []string{"v12 a", "v12 b"}) {
+			t.Fatalf("%s sees %q", u.id, got)
+		}
+	}
+}

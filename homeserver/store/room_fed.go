@@ -20,16 +20,6 @@ func (s *Store) MinStreamPos() (int64, error) {
 	return min(p, 0), nil
 }
 
-// SetEventState records the state groups before and after an event (an
-// outlier whose state became known).
-func (t *RoomTx) SetEventState(eventID string, before, after int64) error {
-	_, err := t.tx.Exec(`UPDATE events SET state_before = ?, state_after = ? WHERE event_id = ?`, before, after, eventID)
-	if err != nil {
-		return fmt.Errorf("store: set state of %s: %w", eventID, describe(err))
-	}
-	return nil
-}
-
 // Rejected is one row of rejected_events.
 type Rejected struct {
 	EventID, RoomID, Origin, Reason string
