@@ -33,7 +33,8 @@ func TestAuthStateKeys(t *testing.T) {
 		{"OwnJoin", TypeMember, bob, bob, member(Join), []StateKey{create, pl, m(bob), jr}, []StateKey{pl, m(bob), jr}},
 		{"Invite", TypeMember, eve, carol, member(Invite), []StateKey{create, pl, m(carol), m(eve), jr}, []StateKey{pl, m(carol), m(eve), jr}},
 		{"Kick", TypeMember, eve, carol, member(Leave), []StateKey{create, pl, m(carol), m(eve)}, []StateKey{pl, m(carol), m(eve)}},
-		{"Knock", TypeMember, eve, eve, member(Knock), []StateKey{create, pl, m(eve)}, []StateKey{pl, m(eve)}},
+		// "Auth events selection": join_rules for join, invite or knock.
+		{"Knock", TypeMember, eve, eve, member(Knock), []StateKey{create, pl, m(eve), jr}, []StateKey{pl, m(eve), jr}},
 		{"ThirdPartyInvite", TypeMember, eve, alice,
 			map[string]any{"membership": Invite, "third_party_invite": map[string]any{"signed": map[string]any{"token": "tok"}}},
 			[]StateKey{create, pl, m(alice), m(eve), jr, {TypeThirdPartyInvite, "tok"}},

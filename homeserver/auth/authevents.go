@@ -10,8 +10,8 @@ import (
 // AuthStateKeys lists the state an event of the given shape needs as auth
 // events, in this order: the m.room.create event (not in room version 12),
 // m.room.power_levels, the sender's m.room.member and, for m.room.member
-// events, the target's m.room.member, m.room.join_rules for joins and
-// invites, the m.room.third_party_invite named by
+// events, the target's m.room.member, m.room.join_rules for joins,
+// invites and knocks, the m.room.third_party_invite named by
 // content.third_party_invite.signed.token for invites, and for joins the
 // member event of content.join_authorised_via_users_server. Duplicates are
 // listed once. An m.room.create event needs none.
@@ -73,7 +73,7 @@ func appendAuthStateKeys(dst []StateKey, v *event.RoomVersion, evType, stateKey,
 	if mc.err != nil {
 		return dst
 	}
-	if mc.membership == Join || mc.membership == Invite {
+	if mc.membership == Join || mc.membership == Invite || mc.membership == Knock {
 		add(joinRulesKey)
 	}
 	if mc.membership == Invite && mc.inviteTokenOK {
