@@ -2,6 +2,7 @@ package coap
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,6 +30,7 @@ type exchange struct {
 	parent    *exchange
 	childKind EventKind
 	childSeq  uint32
+	fetching  *exchange // the observation's child fetching a body now
 
 	// Block1 (RFC 7959 §2.5): blocks of size 2^(szx1+4); every non-final
 	// block is acknowledged (2.31) before the final one goes out.
@@ -221,7 +223,7 @@ func (e *Endpoint) awaitResponse(now time.Time, s *subreq) {
 		return
 	}
 	e.stop(s.wait)
-	s.wait = e.after(now.Add(e.p.ExchangeLifetime), func(now time.Time) {
+	s.wait = e.after(now.Add(s.x.p.par.ExchangeLifetime), func(now time.Time) {
 		e.fail(now, s.x, fmt.Errorf("coap: request %s to %q: %w", s.x.req.Path(), s.x.p.id, ErrNoResponse))
 	})
 }
@@ -341,6 +343,9 @@ func (e *Endpoint) complete(now time.Time, x *exchange, msg Message) {
 	delete(e.exchanges, x.id)
 	e.teardown(now, x)
 	if par := x.parent; par != nil {
+		if par.fetching == x {
+			par.fetching = nil
+		}
 		if !par.done {
 			e.events = append(e.events, Event{Kind: x.childKind, Peer: x.p.id, ID: par.id, Msg: msg,
 				HasObserve: true, Observe: x.childSeq})
@@ -388,8 +393,15 @@ func (e *Endpoint) establish(now time.Time, x *exchange, s *subreq, m *Wire, seq
 // deliverObserved reports an observe answer or notification, fetching the
 // rest first when it is the first block of a larger body (RFC 7959 §2.6).
 func (e *Endpoint) deliverObserved(now time.Time, x *exchange, kind EventKind, m *Wire, seq uint32) {
+	if old := x.fetching; old != nil {
+		// A fresher notification supersedes the body still being fetched
+		// (RFC 7641 §3.2: notifications are the resource's state).
+		x.fetching = nil
+		e.Cancel(now, old.id)
+	}
 	if b, ok, _ := getBlock(m.Options, message.Block2); ok && b.More {
 		child := &exchange{id: e.newID(), p: x.p, parent: x, childKind: kind, childSeq: seq}
+		x.fetching = child
 		child.req = Message{Code: codes.GET, Options: append(message.Options(nil), x.req.Options...)}
 		child.req.Options = child.req.Options.Remove(message.Observe)
 		e.exchanges[child.id] = child
@@ -491,9 +503,17 @@ func (e *Endpoint) fail(now time.Time, x *exchange, err error) {
 	x.done = true
 	delete(e.exchanges, x.id)
 	e.teardown(now, x)
-	if x.parent != nil {
+	if par := x.parent; par != nil {
+		if par.fetching == x {
+			par.fetching = nil
+		}
+		if errors.Is(err, ErrBlockMismatch) && x.childKind == NotificationReceived {
+			// The server replaced the body with a newer notification,
+			// which is on its way (RFC 7959 §2.6): drop this one.
+			return
+		}
 		// Losing the rest of a notification ends the observation.
-		e.fail(now, x.parent, err)
+		e.fail(now, par, err)
 		return
 	}
 	e.events = append(e.events, Event{Kind: RequestFailed, Peer: x.p.id, ID: x.id, Err: err})
@@ -541,7 +561,7 @@ func (e *Endpoint) scheduleRereg(now time.Time, x *exchange, opts message.Option
 		maxAge = time.Duration(v) * time.Second
 	}
 	e.stop(x.rereg)
-	x.rereg = e.after(now.Add(maxAge+e.p.AckTimeout), func(now time.Time) {
+	x.rereg = e.after(now.Add(maxAge+x.p.par.AckTimeout), func(now time.Time) {
 		if x.done || x.obsSub == nil {
 			return
 		}

@@ -69,7 +69,12 @@
 //     notifications but a CON at least every 24 hours (§4.5), replaces an
 //     unacknowledged CON notification with the newer one (§4.5.2), and
 //     drops an observer on RST or timeout. A notification larger than one
-//     block is fetched whole before it is delivered (RFC 7959 §2.6).
+//     block carries an ETag and is fetched whole before it is delivered
+//     (RFC 7959 §2.6); a client fetching one that a newer notification
+//     replaced drops it and waits for the newer. NotifyObserver reports
+//     each notification's fate (NotificationDone): delivered once
+//     acknowledged and every block served, else why not, so that a
+//     per-client resource can send deltas without losing one.
 //   - State is bounded: per-peer limits on outstanding messages, a peer
 //     cap (Config.MaxPeers), and a peer with no traffic or state for
 //     EXCHANGE_LIFETIME is forgotten; unanswered requests expire after

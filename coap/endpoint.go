@@ -74,6 +74,11 @@ const (
 	// RequestFailed: the request or observation ID ended without an answer;
 	// Err says why (ErrTimeout, ErrReset, ...).
 	RequestFailed
+	// NotificationDone: the notification last sent with NotifyObserver to
+	// the observer (Peer, Token) was delivered (Err nil: the client
+	// acknowledged it and, for a block-wise body, fetched every block) or
+	// not (Err says why: ErrTimeout, ErrReset, ErrNotDelivered).
+	NotificationDone
 )
 
 // Event is one delivery from the Endpoint to its caller.
@@ -109,6 +114,7 @@ var (
 	ErrTooLarge       = errors.New("coap: body larger than the configured maximum")
 	ErrBlockMismatch  = errors.New("coap: block-wise transfer changed representation")
 	ErrBusy           = errors.New("coap: too many outstanding requests to this peer")
+	ErrNotDelivered   = errors.New("coap: notification superseded, deregistered or not fetched in time")
 )
 
 // maxOutstanding bounds the confirmable messages and open tokens per peer,
@@ -129,8 +135,17 @@ type Config struct {
 	MaxBody int
 	// AckDelay is how long a server waits for the application's answer
 	// before sending an empty ACK and answering separately later (RFC 7252
-	// §5.2.2); 0 means ACK_TIMEOUT/4.
+	// §5.2.2); 0 means ACK_TIMEOUT/4. Peers with a PeerLink get a quarter
+	// of their own ACK_TIMEOUT instead.
 	AckDelay time.Duration
+	// PeerLink, if set, gives the link towards one peer when it differs
+	// from Link (a server with clients on a fast link and servers on a
+	// slow radio link): that peer's ACK_TIMEOUT (the seed of its RTO),
+	// EXCHANGE_LIFETIME, NON_LIFETIME and ACK delay are derived from it
+	// (Derive, with NSTART and MAX_RETRANSMIT as configured). It is asked
+	// once, when state for the peer is created; ok false, or a link Derive
+	// refuses, means Link.
+	PeerLink func(Peer) (link LinkParams, ok bool)
 	// MaxPeers bounds the peers with state; 0 means 4096. Datagrams from
 	// further peers are dropped.
 	MaxPeers int
@@ -233,6 +248,15 @@ func (e *Endpoint) BlockSize() int { return 1 << (e.szx + 4) }
 // Stats returns the counters so far.
 func (e *Endpoint) Stats() Stats { return e.stats }
 
+// PeerParams returns the transmission parameters towards peer: its own
+// (Config.PeerLink) once it has state, else the endpoint's.
+func (e *Endpoint) PeerParams(to Peer) Params {
+	if p := e.peers[to]; p != nil {
+		return *p.par
+	}
+	return e.p
+}
+
 // RTO returns the current CoCoA retransmission timeout towards peer.
 func (e *Endpoint) RTO(now time.Time, to Peer) time.Duration {
 	if p := e.peers[to]; p != nil {
@@ -284,6 +308,10 @@ type peer struct {
 	nextMID  uint16
 	tokenCtr uint32
 	rto      cocoa
+	// par and ackDelay are the transmission parameters towards this peer
+	// (Config.PeerLink), else the endpoint's.
+	par      *Params
+	ackDelay time.Duration
 
 	pending  map[uint16]*transmission // our CONs awaiting ACK/RST, by MID
 	queue    []*transmission          // CONs waiting for an NSTART slot
@@ -306,12 +334,23 @@ func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 	if len(e.peers) >= e.cfg.MaxPeers {
 		return nil
 	}
-	p := &peer{id: id, nextMID: uint16(e.rng.Uint64()), rto: newCocoa(e.p.AckTimeout, e.p.MaxRTO),
+	par, ackDelay := &e.p, e.ackDelay
+	if e.cfg.PeerLink != nil {
+		if l, ok := e.cfg.PeerLink(id); ok {
+			if pp, err := Derive(l, e.p.NStart, e.p.MaxRetransmit); err == nil {
+				par, ackDelay = &pp, pp.AckTimeout/4
+			} else {
+				e.log.Debug("coap: peer link refused, using the endpoint's", "peer", id, "err", err)
+			}
+		}
+	}
+	p := &peer{id: id, nextMID: uint16(e.rng.Uint64()), rto: newCocoa(par.AckTimeout, par.MaxRTO),
+		par: par, ackDelay: ackDelay,
 		pending: map[uint16]*transmission{}, tokens: map[string]*subreq{}, seen: map[uint16]*dedup{},
 		assemblies: map[string]*assembly{}, b2cache: map[string]*b2entry{}, observers: map[string]*observer{},
 		lastActive: now}
 	e.peers[id] = p
-	e.after(now.Add(e.p.ExchangeLifetime), func(now time.Time) { e.collect(now, p) })
+	e.after(now.Add(par.ExchangeLifetime), func(now time.Time) { e.collect(now, p) })
 	return p
 }
 
@@ -322,10 +361,10 @@ func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 func (e *Endpoint) collect(now time.Time, p *peer) {
 	busy := len(p.pending)+len(p.queue)+len(p.tokens)+len(p.seen)+len(p.assemblies)+
 		len(p.b2cache)+len(p.observers)+p.inflight+p.incoming > 0
-	at := p.lastActive.Add(e.p.ExchangeLifetime)
+	at := p.lastActive.Add(p.par.ExchangeLifetime)
 	if busy || now.Before(at) {
 		if !at.After(now) {
-			at = now.Add(e.p.ExchangeLifetime)
+			at = now.Add(p.par.ExchangeLifetime)
 		}
 		e.after(at, func(now time.Time) { e.collect(now, p) })
 		return
@@ -496,9 +535,9 @@ func (e *Endpoint) Receive(now time.Time, from Peer, data []byte) error {
 	}
 	d := &dedup{}
 	p.seen[mid] = d
-	life := e.p.ExchangeLifetime
+	life := p.par.ExchangeLifetime
 	if m.Type == NON {
-		life = e.p.NonLifetime
+		life = p.par.NonLifetime
 	}
 	e.after(now.Add(life), func(time.Time) {
 		if p.seen[mid] == d {

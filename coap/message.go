@@ -192,3 +192,13 @@ func unknownCritical(opts message.Options) (message.OptionID, bool) {
 	}
 	return 0, false
 }
+
+// ExpectsReply says whether the peer answers the datagram data: only a
+// confirmable message does, with an ACK or RST (RFC 7252 §4.2); an ACK, a
+// RST or a non-confirmable message gets nothing back at the message
+// layer. Data that is not a CoAP message counts as expecting a reply.
+// It fits noise.Config.ExpectsReply.
+func ExpectsReply(data []byte) bool {
+	_, typ, ok := headerMID(data)
+	return !ok || typ == CON
+}

@@ -1,6 +1,7 @@
 package coap
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -24,6 +25,35 @@ type observer struct {
 	ending  bool          // the notification in flight ends the observation
 	nonMIDs [4]uint16     // recent non-confirmable notifications, for RST
 	nonN    int
+	// dl is the delivery of the last NotifyObserver notification, until
+	// it is reported (NotificationDone).
+	dl *delivery
+}
+
+// delivery tracks one notification whose delivery is reported: it is
+// delivered once the client acknowledged it and fetched every block.
+type delivery struct {
+	id      uint64
+	acked   bool
+	fetched bool // every block served (true when not block-wise)
+}
+
+// endDelivery reports o's pending delivery, if any, with err (nil:
+// delivered).
+func (e *Endpoint) endDelivery(o *observer, err error) {
+	dl := o.dl
+	if dl == nil {
+		return
+	}
+	o.dl = nil
+	e.events = append(e.events, Event{Kind: NotificationDone, Peer: o.p.id, ID: dl.id, Token: o.token, Err: err})
+}
+
+// progress reports dl delivered once it is acknowledged and fetched.
+func (e *Endpoint) progress(o *observer, dl *delivery) {
+	if o.dl == dl && dl.acked && dl.fetched {
+		e.endDelivery(o, nil)
+	}
 }
 
 func (o *observer) sentNON(mid uint16) bool {
@@ -60,6 +90,7 @@ func (e *Endpoint) removeObserver(now time.Time, p *peer, tok string) {
 		return
 	}
 	delete(p.observers, tok)
+	e.endDelivery(o, ErrNotDelivered)
 	if o.tx != nil {
 		tx := o.tx
 		o.tx = nil
@@ -108,7 +139,7 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	final := msg.Code>>5 != 2
 	obs := append([]*observer(nil), r.observers...)
 	for _, o := range obs {
-		if err := e.notifyOne(now, o, msg, seq, confirmable, final); err != nil {
+		if err := e.notifyOne(now, o, msg, seq, confirmable, final, false); err != nil {
 			return 0, fmt.Errorf("coap: notify %s: %w", path, err)
 		}
 	}
@@ -122,9 +153,18 @@ func (e *Endpoint) Notify(now time.Time, path string, msg *Message, confirmable 
 	return len(obs), nil
 }
 
-// notifyOne sends msg, with sequence number seq, to one observer.
-func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint32, confirmable, final bool) error {
+// notifyOne sends msg, with sequence number seq, to one observer. With
+// report, the notification is confirmable and its delivery is reported as
+// a NotificationDone event; a notification still undelivered is
+// superseded (ErrNotDelivered).
+func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint32, confirmable, final, report bool) error {
 	o.p.lastActive = now
+	e.endDelivery(o, ErrNotDelivered)
+	var dl *delivery
+	if report {
+		dl = &delivery{id: e.newID(), fetched: true}
+		confirmable = true
+	}
 	opts := append(message.Options(nil), msg.Options...)
 	if !final {
 		opts = opts.Set(uintOption(message.Observe, seq))
@@ -132,12 +172,38 @@ func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint3
 	payload := msg.Payload
 	if len(payload) > e.BlockSize() {
 		// RFC 7641 §2 with RFC 7959 §2.6: the first block goes out, the
-		// client fetches the rest with Block2 requests.
-		e.cacheBody(now, o.p, o.key, &b2entry{code: msg.Code, opts: append(message.Options(nil), msg.Options...), body: payload})
+		// client fetches the rest with Block2 requests. The ETag tells the
+		// client when a newer notification replaced the body it is
+		// fetching (RFC 7959 §2.4).
+		body := append(message.Options(nil), msg.Options...)
+		if _, ok := optionValue(body, message.ETag); !ok {
+			e.etagCtr++
+			var tag [4]byte
+			binary.BigEndian.PutUint32(tag[:], e.etagCtr)
+			body = body.Set(message.Option{ID: message.ETag, Value: tag[:]})
+			opts = opts.Set(message.Option{ID: message.ETag, Value: tag[:]})
+		}
+		c := &b2entry{code: msg.Code, opts: body, body: payload}
+		if dl != nil {
+			n := (len(payload) + e.BlockSize() - 1) / e.BlockSize()
+			c.served, c.left, dl.fetched = make([]bool, n), n-1, false
+			c.fetched = func(now time.Time, err error) {
+				if err != nil {
+					if o.dl == dl {
+						e.endDelivery(o, err)
+					}
+					return
+				}
+				dl.fetched = true
+				e.progress(o, dl)
+			}
+		}
+		e.cacheBody(now, o.p, o.key, c)
 		opts = opts.Set(uintOption(message.Block2, Block{More: true, SZX: e.szx}.Uint32()))
 		opts = opts.Set(uintOption(message.Size2, uint32(len(payload))))
 		payload = payload[:e.BlockSize()]
 	}
+	o.dl = dl
 	con := confirmable || final || now.Sub(o.lastCON) >= ObserveConfirmableInterval || o.tx != nil
 	w := Wire{Token: o.token, Code: msg.Code, Options: opts, Payload: payload, Type: NON}
 	mid := o.p.mid()
@@ -171,6 +237,16 @@ func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint3
 		if o.tx == tx {
 			o.tx = nil
 		}
+		if dl := o.dl; dl != nil {
+			// The delivery now in o.dl is the one this transmission
+			// carries: a replacement takes over the transmission.
+			if err != nil {
+				e.endDelivery(o, err)
+			} else {
+				dl.acked = true
+				e.progress(o, dl)
+			}
+		}
 		if err != nil || o.ending {
 			// Timeout or Reset: the client is gone (RFC 7641 §4.5).
 			e.removeObserver(now, o.p, tok)
@@ -188,26 +264,27 @@ func (e *Endpoint) Observing(peer Peer, token []byte) bool {
 	return p != nil && p.observers[string(token)] != nil
 }
 
-// NotifyObserver sends msg to the one observer registered by peer with
-// token (RFC 7641 §4.2): for resources whose representation differs per
-// client, such as a Matrix /sync. It reports false when that observer is
-// gone (deregistered, reset or timed out). A non-2.xx msg ends the
-// observation.
-func (e *Endpoint) NotifyObserver(now time.Time, peer Peer, token []byte, msg *Message, confirmable bool) (bool, error) {
+// NotifyObserver sends msg as a confirmable notification to the one
+// observer registered by peer with token (RFC 7641 §4.2): for resources
+// whose representation differs per client, such as a Matrix /sync. It
+// returns the notification's ID, or 0 when that observer is gone
+// (deregistered, reset or timed out). A NotificationDone event with that
+// ID follows once the client acknowledged msg and fetched all of it (RFC
+// 7959 §2.6), or failed to; a newer notification before then supersedes
+// it. A non-2.xx msg ends the observation.
+func (e *Endpoint) NotifyObserver(now time.Time, peer Peer, token []byte, msg *Message) (uint64, error) {
 	p := e.peers[peer]
 	if p == nil || p.observers[string(token)] == nil {
-		return false, nil
+		return 0, nil
 	}
 	o := p.observers[string(token)]
 	e.obsSeq = (e.obsSeq + 1) & observeSeqMask
 	final := msg.Code>>5 != 2
-	if err := e.notifyOne(now, o, msg, e.obsSeq, confirmable, final); err != nil {
-		return false, fmt.Errorf("coap: notify %s: %w", o.path, err)
+	if err := e.notifyOne(now, o, msg, e.obsSeq, true, final, true); err != nil {
+		o.dl = nil
+		return 0, fmt.Errorf("coap: notify %s: %w", o.path, err)
 	}
-	if final && o.tx == nil {
-		e.removeObserver(now, p, string(o.token))
-	}
-	return true, nil
+	return o.dl.id, nil
 }
 
 // observeFresh implements RFC 7641 §3.4: is a notification with sequence v2

@@ -44,6 +44,34 @@ type b2entry struct {
 	opts    message.Options
 	body    []byte
 	expires time.Time
+	// served and left track the blocks served after block 0, for a
+	// notification whose delivery is reported (NotifyObserver); fetched,
+	// if set, is called once every block went out, or with
+	// ErrNotDelivered when the entry is replaced or expires first.
+	served  []bool
+	left    int
+	fetched func(now time.Time, err error)
+}
+
+// markServed records that block num of c went out.
+func (c *b2entry) markServed(now time.Time, num uint32) {
+	if c.fetched == nil || int(num) >= len(c.served) || c.served[num] {
+		return
+	}
+	c.served[num] = true
+	if c.left--; c.left == 0 {
+		f := c.fetched
+		c.fetched = nil
+		f(now, nil)
+	}
+}
+
+// abandon reports a body that will not be fetched to the end.
+func (c *b2entry) abandon(now time.Time) {
+	if f := c.fetched; f != nil {
+		c.fetched = nil
+		f(now, ErrNotDelivered)
+	}
 }
 
 func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
@@ -64,6 +92,7 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 	if hasB2 && b2.Num > 0 {
 		if c := p.b2cache[in.key]; c != nil && !now.After(c.expires) {
 			e.serveBlock(now, in, c.code, c.opts, c.body)
+			c.markServed(now, b2.Num)
 			return
 		}
 	}
@@ -106,14 +135,14 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 	e.incoming[id] = in
 	p.incoming++
 	// An application that never answers does not pin the state forever.
-	in.expire = e.after(now.Add(e.p.ExchangeLifetime), func(time.Time) {
+	in.expire = e.after(now.Add(p.par.ExchangeLifetime), func(time.Time) {
 		if e.incoming[id] == in {
 			delete(e.incoming, id)
 			p.incoming--
 		}
 	})
 	if in.con {
-		in.ackTimer = e.after(now.Add(e.ackDelay), func(time.Time) {
+		in.ackTimer = e.after(now.Add(p.ackDelay), func(time.Time) {
 			if !in.acked {
 				in.acked = true
 				in.d.reply = e.sendEmptyAck(p, in.mid)
@@ -142,12 +171,12 @@ func (e *Endpoint) block1(now time.Time, p *peer, key string, b Block, m *Wire) 
 	if a == nil || now.After(a.expires) || (b.Num == 0 && (a.szx != b.SZX || len(a.have) > 0 && a.have[0])) {
 		a = &assembly{szx: b.SZX}
 		p.assemblies[key] = a
-		e.after(now.Add(e.p.ExchangeLifetime), func(now time.Time) { e.expireAssembly(now, p, key, a) })
+		e.after(now.Add(p.par.ExchangeLifetime), func(now time.Time) { e.expireAssembly(now, p, key, a) })
 	}
 	if a.szx != b.SZX {
 		return nil, false, &Message{Code: codes.RequestEntityIncomplete, Payload: []byte("block size changed")}
 	}
-	a.expires = now.Add(e.p.ExchangeLifetime)
+	a.expires = now.Add(p.par.ExchangeLifetime)
 	if need := off + len(m.Payload); need > len(a.buf) {
 		a.buf = append(a.buf, make([]byte, need-len(a.buf))...)
 	}
@@ -233,12 +262,16 @@ func (e *Endpoint) reply(now time.Time, in *incoming, r *Message) {
 
 // cacheBody keeps a block-wise body for EXCHANGE_LIFETIME.
 func (e *Endpoint) cacheBody(now time.Time, p *peer, key string, c *b2entry) {
-	c.expires = now.Add(e.p.ExchangeLifetime)
+	c.expires = now.Add(p.par.ExchangeLifetime)
+	if old := p.b2cache[key]; old != nil {
+		old.abandon(now)
+	}
 	p.b2cache[key] = c
-	e.after(c.expires, func(time.Time) {
+	e.after(c.expires, func(now time.Time) {
 		if p.b2cache[key] == c {
 			delete(p.b2cache, key)
 		}
+		c.abandon(now)
 	})
 }
 

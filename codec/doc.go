@@ -92,11 +92,13 @@
 // events selection"), including its order; and the session's interned-name
 // table. The sender packs against its own view and Pack checks that the
 // result unpacks to the exact PDU against that view (else ErrNotPackable:
-// send unpacked). The receiver rebuilds the PDU, recomputes its event ID and
-// compares its first four bytes with the check bytes carried in the packed
-// form. If anything disagrees — a prefix that is unknown or ambiguous, a
-// missing prev event, an unknown name, a different auth-event selection, a
-// rebuilt event whose ID fails the check — Unpack returns ErrStateMismatch
+// send unpacked). The receiver rebuilds the PDU and compares the first four
+// bytes of its SHA-256 with the check bytes carried in the packed form (a
+// hash over the whole PDU, signatures included, not the event ID: an
+// interned signing-key ID must be checked too). If anything disagrees — a
+// prefix that is unknown or ambiguous, a missing prev event, an unknown or
+// different name, a different auth-event selection, a rebuilt event that
+// fails the check — Unpack returns ErrStateMismatch
 // and the receiver asks for the PDU again; the sender then resends it
 // unpacked (context-free). A wrong rebuild is never accepted silently, and
 // the PDU's own signature is still verified by the caller as usual.

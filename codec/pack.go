@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +25,9 @@ import (
 //	[4] sig       [key, bytes]: the one ed25519 signature, made by the
 //	              sender's server with key ID key (interned index or text);
 //	              null when override 6 carries the signatures
-//	[5] check     bytes: the first packCheckLen bytes of the reference hash
-//	              (the event ID), so a wrong rebuild is detected
+//	[5] check     bytes: the first packCheckLen bytes of the SHA-256 of the
+//	              whole PDU (canonical JSON, signatures included), so a wrong
+//	              rebuild of any field, interned key IDs too, is detected
 //	[6] overrides map (optional): values the receiver cannot recompute —
 //	              1 depth, 2 auth_events, 3 room_id, 4 hashes,
 //	              5 origin_server_ts, 6 signatures, 7 origin (true: the
@@ -204,7 +206,7 @@ func Pack(dst, pdu []byte, ctx RoomContext) ([]byte, error) {
 			return dst, fmt.Errorf("%w: %w", ErrNotPackable, err)
 		}
 	}
-	tree := []any{restTree, nameRef(sender, ctx), tsField, prevTree, sigField, ref[:packCheckLen]}
+	tree := []any{restTree, nameRef(sender, ctx), tsField, prevTree, sigField, packCheck(pdu)}
 	if len(ov) > 0 {
 		tree = append(tree, ov)
 	}
@@ -472,15 +474,18 @@ func Unpack(dst, packed []byte, ctx RoomContext) ([]byte, error) {
 	if !ok || len(check) != packCheckLen {
 		return dst, fmt.Errorf("codec: unpack: %w: check is not %d bytes", ErrMalformed, packCheckLen)
 	}
-	id, err := event.EventID(out, ctx.RoomVersion())
-	if err != nil {
-		return dst, mismatch("rebuilt event: %v", err)
-	}
-	ref, err := event.DecodeBase64(id[1:])
-	if err != nil || !bytes.Equal(ref[:packCheckLen], check) {
-		return dst, mismatch("rebuilt event %s fails the ID check", id)
+	if !bytes.Equal(packCheck(out), check) {
+		return dst, mismatch("rebuilt event fails the check")
 	}
 	return append(dst, out...), nil
+}
+
+// packCheck is the check field of a packed PDU: the first packCheckLen
+// bytes of SHA-256 over the PDU. The reference hash (event ID) would not
+// do: it leaves out the signatures, whose key ID may be interned.
+func packCheck(pdu []byte) []byte {
+	h := sha256.Sum256(pdu)
+	return h[:packCheckLen]
 }
 
 func unpackName(v any, ctx RoomContext) (string, error) {

@@ -197,6 +197,15 @@ func TestPackFallbacks(t *testing.T) {
 		t.Errorf("unpack without names: %v, want ErrStateMismatch", err)
 	}
 
+	// A receiver whose table maps the key ID's index to another key: the
+	// event ID would not notice (signatures are outside the reference
+	// hash), the check over the whole PDU does.
+	rekeyed := newMemRoom(r)
+	rekeyed.names = []string{sampleAlice, "ed25519:other", sampleServer}
+	if _, err := Unpack(nil, packed, rekeyed); !errors.Is(err, ErrStateMismatch) {
+		t.Errorf("unpack with another key ID interned: %v, want ErrStateMismatch", err)
+	}
+
 	// Non-canonical input is not packable.
 	if _, err := Pack(nil, append([]byte(" "), hello.JSON()...), ctx); !errors.Is(err, ErrNotPackable) {
 		t.Errorf("pack non-canonical: %v, want ErrNotPackable", err)

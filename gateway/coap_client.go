@@ -100,6 +100,7 @@ func DialCoAP(cfg CoAPClientConfig) (*CoAPClient, error) {
 		rng.Read(seed)
 		ep, err := noise.New(noise.Config[netip.AddrPort]{ServerName: clientBindingName, Static: kp,
 			SigningKey: ed25519.NewKeyFromSeed(seed), Random: rng, Logger: cfg.Logger,
+			Link: cfg.CoAP.Link, ExpectsReply: coap.ExpectsReply,
 			Peers: []noise.Peer[netip.AddrPort]{{Name: cfg.ServerName, NoiseKey: cfg.ServerKey.NoiseKey,
 				SigningKey: cfg.ServerKey.SigningKey, Addr: cfg.Server}}})
 		if err != nil {

@@ -347,12 +347,20 @@ func (f *CoAPFrontDoor) pollSync(key string, o *syncObservation, r *CoAPRequest,
 		if next != since { // moved on (or failed: next is "")
 			push = &m
 		}
-		r.Notify(push, func(alive bool) {
+		r.Notify(push, func(delivered, observing bool) {
 			_ = f.post(func() {
-				if alive && next != "" {
+				switch {
+				case o.stopped:
+				case delivered && next != "":
 					o.since = next
 					f.pollSync(key, o, r, base, next, accept)
-				} else {
+				case !delivered && observing && next != "":
+					// Lost, but the client still observes: the next
+					// notification carries everything since the last one
+					// it has (RFC 7641 §4.5: notifications are state).
+					f.log.Debug("coap: sync notification not delivered; resending from the last delivered", "peer", r.Peer)
+					f.pollSync(key, o, r, base, o.since, accept)
+				default:
 					f.endObservation(key, o)
 				}
 			})

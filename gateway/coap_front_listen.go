@@ -49,7 +49,8 @@ func ListenCoAPFrontDoor(cfg CoAPFrontDoorListenConfig) (*UDPServer, error) {
 	if !cfg.Plain {
 		node.Noise, err = noise.New(noise.Config[netip.AddrPort]{ServerName: cfg.ServerName, Static: cfg.Static,
 			SigningKey: cfg.SigningKey, Peers: cfg.Peers, TrustOnFirstUse: cfg.TrustOnFirstUse,
-			AcceptClients: cfg.AcceptClients, Random: clock.SystemRNG(), Logger: cfg.Logger})
+			AcceptClients: cfg.AcceptClients, Random: clock.SystemRNG(), Logger: cfg.Logger,
+			Link: cfg.CoAP.Link, ExpectsReply: coap.ExpectsReply})
 		if err != nil {
 			return nil, fmt.Errorf("gateway: coap front door: %w", err)
 		}

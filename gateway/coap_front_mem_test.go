@@ -61,12 +61,12 @@ func newMemFrontDoor(t *testing.T, seed uint64, loss float64) *memFrontDoor {
 	srvID.sign = key.Key
 	cliID := newTestIdent(t, rng, clientBindingName, 2)
 	srvNoise, err := noise.New(noise.Config[netip.AddrPort]{ServerName: srvID.name, Static: srvID.kp, SigningKey: srvID.sign,
-		AcceptClients: true, Random: clock.SeededRNG(rng.Uint64())})
+		AcceptClients: true, Random: clock.SeededRNG(rng.Uint64()), ExpectsReply: coap.ExpectsReply})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cliNoise, err := noise.New(noise.Config[netip.AddrPort]{ServerName: cliID.name, Static: cliID.kp, SigningKey: cliID.sign,
-		Random: clock.SeededRNG(rng.Uint64()), Peers: []noise.Peer[netip.AddrPort]{{Name: srvID.name, NoiseKey: srvID.kp.Public,
+		Random: clock.SeededRNG(rng.Uint64()), ExpectsReply: coap.ExpectsReply, Peers: []noise.Peer[netip.AddrPort]{{Name: srvID.name, NoiseKey: srvID.kp.Public,
 			SigningKey: key.Public(), Addr: srvID.addr}}})
 	if err != nil {
 		t.Fatal(err)

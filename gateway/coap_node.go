@@ -38,10 +38,13 @@ type CoAPRequest struct {
 	Token []byte
 	// Notify, set when Observe is, sends a confirmable notification to
 	// this observer alone once the registration is answered (RFC 7641
-	// §4.2; for per-client representations such as /sync). A nil message
-	// sends nothing. done, if set, learns whether the observer was still
-	// registered; it runs on the node's loop, like reply.
-	Notify func(m *coap.Message, done func(alive bool))
+	// §4.2; for per-client representations such as /sync). done, if set,
+	// runs on the node's loop, like reply, once the client acknowledged m
+	// and fetched every block of it (delivered), or when it did not (lost,
+	// reset, superseded by a newer Notify); observing says whether the
+	// observation is still registered then. A nil m sends nothing: done
+	// runs at once, delivered when the observation is registered.
+	Notify func(m *coap.Message, done func(delivered, observing bool))
 }
 
 // CoAPHandler answers requests for one resource. ServeCoAP runs on the
@@ -111,10 +114,13 @@ type CoAPNode struct {
 	fallback CoAPHandler
 	// waiting maps our request IDs to the callbacks for their outcome.
 	waiting map[uint64]func(coap.Event)
-	out     []UDPDatagram
-	now     time.Time
-	scratch []byte
-	drops   uint64
+	// notified maps NotifyObserver IDs to the callbacks for their
+	// delivery (coap.NotificationDone).
+	notified map[uint64]func(coap.Event)
+	out      []UDPDatagram
+	now      time.Time
+	scratch  []byte
+	drops    uint64
 }
 
 // NewCoAPNode builds a node serving resources.
@@ -124,7 +130,7 @@ func NewCoAPNode(cfg CoAPNodeConfig, resources ...CoAPResource) (*CoAPNode, erro
 		return nil, fmt.Errorf("gateway: coap node: %w", err)
 	}
 	n := &CoAPNode{ep: ep, nz: cfg.Noise, log: cfg.Logger, byKey: map[string]*CoAPResource{},
-		fallback: cfg.Fallback, waiting: map[uint64]func(coap.Event){}}
+		fallback: cfg.Fallback, waiting: map[uint64]func(coap.Event){}, notified: map[uint64]func(coap.Event){}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -315,6 +321,11 @@ func (n *CoAPNode) dispatch(ev coap.Event) {
 	switch ev.Kind {
 	case coap.RequestReceived:
 		n.serve(ev)
+	case coap.NotificationDone:
+		if cb := n.notified[ev.ID]; cb != nil {
+			delete(n.notified, ev.ID)
+			cb(ev)
+		}
 	default:
 		cb := n.waiting[ev.ID]
 		if ev.Kind == coap.RequestFailed || (ev.Kind == coap.ResponseReceived && !ev.HasObserve) {
@@ -362,18 +373,32 @@ func (n *CoAPNode) serve(ev coap.Event) {
 	req.Server = n.nz != nil && !strings.HasPrefix(req.Peer, noise.ClientPrefix) && n.nz.Pinned(req.Peer)
 	if req.Observe {
 		peer, tok := ev.Peer, ev.Token
-		req.Notify = func(m *coap.Message, done func(bool)) {
-			alive := n.ep.Observing(peer, tok)
-			if m != nil && alive {
-				var err error
-				if alive, err = n.ep.NotifyObserver(n.now, peer, tok, m, true); err != nil {
-					n.log.Debug("gateway: coap notify", "peer", peer, "err", err)
-				}
+		req.Notify = func(m *coap.Message, done func(delivered, observing bool)) {
+			if done == nil {
+				done = func(bool, bool) {}
+			}
+			if m == nil || !n.ep.Observing(peer, tok) {
+				alive := n.ep.Observing(peer, tok)
+				done(alive, alive)
+				return
+			}
+			id, err := n.ep.NotifyObserver(n.now, peer, tok, m)
+			if err != nil {
+				n.log.Debug("gateway: coap notify", "peer", peer, "err", err)
+			}
+			if id == 0 {
+				alive := n.ep.Observing(peer, tok)
 				n.pump()
+				done(false, alive)
+				return
 			}
-			if done != nil {
-				done(alive)
+			n.notified[id] = func(ev coap.Event) {
+				if ev.Err != nil {
+					n.log.Debug("gateway: coap notification not delivered", "peer", peer, "err", ev.Err)
+				}
+				done(ev.Err == nil, n.ep.Observing(peer, tok))
 			}
+			n.pump()
 		}
 	}
 	h.ServeCoAP(req, reply)

@@ -88,7 +88,7 @@ func ListenCoAPUDP(cfg UDPConfig, resources ...CoAPResource) (*UDPServer, error)
 	viaLoop := func(h CoAPHandler) CoAPHandler {
 		return CoAPHandlerFunc(func(req *CoAPRequest, reply func(coap.Message)) {
 			if notify := req.Notify; notify != nil {
-				req.Notify = func(m *coap.Message, done func(bool)) {
+				req.Notify = func(m *coap.Message, done func(bool, bool)) {
 					s.post(func() {
 						s.node.now = s.clk.Now()
 						notify(m, done)

@@ -52,8 +52,15 @@
 // observer's behalf and pushes every /sync response that moved on as a
 // confirmable notification to that observer alone (the registration is
 // keyed by peer and CoAP token), each exactly a /sync response with its
-// next_batch. Large ones go block-wise (RFC 7959 §2.6). A re-registration
-// with the same token continues from the last next_batch sent. Answers
+// next_batch. Large ones go block-wise (RFC 7959 §2.6). One notification
+// is outstanding at a time: the next long-poll starts from a next_batch
+// only once the client acknowledged that notification and fetched all
+// its blocks (coap.NotificationDone), so a newer notification never
+// replaces one whose events the client lacks; events arriving meanwhile
+// come in the next notification. An undelivered notification is followed
+// by one carrying everything since the last delivered next_batch. A
+// re-registration with the same token continues from the last next_batch
+// delivered. Answers
 // and notifications carry Max-Age 5 min, so an idle observer re-registers
 // rarely (RFC 7641 §3.3.1; BENCHMARKS.md). It stops
 // when the observer is gone or a /sync fails (the error is the final
@@ -127,16 +134,17 @@
 // from a pinned server on the send path, and unpacks inside its node loop
 // against its own state (codec package doc, "the shared-state contract":
 // room version, the room's 1024 newest timeline events, depth and
-// timestamp of stored events, auth-event selection at the current state;
-// no interned names). When a PDU does not rebuild (codec.ErrStateMismatch)
+// timestamp of stored events, auth-event selection at the current state,
+// and the names interned against the room's joined members, their servers
+// and the key IDs that signed their joins; homeserver/mesh_context.go). When a PDU does not rebuild (codec.ErrStateMismatch)
 // it answers 4.09 with errcode ORG.MXMESH.STATE_MISMATCH and the sender
 // resends the same transaction context-free at once; a peer that answers
 // 4.15 (no packing) gets context-free transactions from then on.
 //
 // Measured (BENCHMARKS.md "Federation over the mesh"): a transaction with
-// one signed "hello" PDU and its answer cost 290 bytes of UDP payload in
-// two datagrams on a warm session (212 B request, 78 B answer), 455 bytes
-// context-free, against ≈ 1.7 KB over HTTPS+JSON.
+// one signed "hello" PDU (packed: 95 B) and its answer cost 263 bytes of
+// UDP payload in two datagrams on a warm session (185 B request, 78 B
+// answer), 455 bytes context-free, against ≈ 1.7 KB over HTTPS+JSON.
 //
 // The protocol engines in coap and noise are sans-I/O state machines; this
 // package owns the sockets and the goroutines that feed them, and posts the

@@ -377,7 +377,7 @@ func newMemMesh(t *testing.T, seed uint64, names []string, o memMeshOptions) *me
 			t.Fatal(err)
 		}
 		nz, err := noise.New(noise.Config[netip.AddrPort]{ServerName: id.name, Static: id.kp, SigningKey: id.key.Key,
-			Peers: pins, TrustOnFirstUse: o.tofu != nil && o.tofu(i), Random: clock.SeededRNG(rng.Uint64())})
+			Peers: pins, TrustOnFirstUse: o.tofu != nil && o.tofu(i), Random: clock.SeededRNG(rng.Uint64()), ExpectsReply: coap.ExpectsReply})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -586,7 +586,7 @@ func meshKeyOf(w meshWorld, i int) *homeserver.SigningKey {
 const (
 	wantMeshHelloBytesUnpacked = 456
 	wantMeshHelloDatagrams     = 2
-	wantMeshHelloBytes         = 290
+	wantMeshHelloBytes         = 263
 )
 
 // TestMeshFederationLoopback: two nodes, as `mxmesh serve` runs them, over

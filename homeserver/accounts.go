@@ -149,7 +149,26 @@ func (n *Node) deleteDevices(userID string, deviceIDs []string) error {
 		return err
 	}
 	n.forgetTokens(hashes)
+	if m := e2eeOf(n); m != nil {
+		return m.devicesDeleted(userID, deviceIDs)
+	}
 	return nil
+}
+
+// deleteOtherDevices removes every device of userID but except ("" for
+// all of them), with their tokens.
+func (n *Node) deleteOtherDevices(userID, except string) error {
+	devs, err := n.store.Devices(userID)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, d := range devs {
+		if d.DeviceID != except {
+			ids = append(ids, d.DeviceID)
+		}
+	}
+	return n.deleteDevices(userID, ids)
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

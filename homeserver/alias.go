@@ -75,17 +75,23 @@ func (rs *roomsModule) handlePutAlias(c *Call) {
 	c.Reply(200, struct{}{})
 }
 
+// localAlias looks up an alias of this server: the room and who created
+// the alias; 404 M_NOT_FOUND when there is none.
+func (rs *roomsModule) localAlias(alias string) (roomID, creator string, err error) {
+	roomID, creator, err = rs.st.Alias(alias)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", Errorf(404, ErrCodeNotFound, "room alias %s not found", alias)
+	}
+	return roomID, creator, err
+}
+
 func (rs *roomsModule) handleGetAlias(c *Call) {
 	alias := c.Req.Vars["roomAlias"]
 	if err := checkAlias(alias); err != nil {
 		c.Fail(err)
 		return
 	}
-	roomID, _, err := rs.st.Alias(alias)
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(Errorf(404, ErrCodeNotFound, "room alias %s not found", alias))
-		return
-	}
+	roomID, _, err := rs.localAlias(alias)
 	if err != nil {
 		c.Fail(err)
 		return
@@ -95,11 +101,7 @@ func (rs *roomsModule) handleGetAlias(c *Call) {
 
 func (rs *roomsModule) handleDeleteAlias(c *Call) {
 	alias := c.Req.Vars["roomAlias"]
-	roomID, creator, err := rs.st.Alias(alias)
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(Errorf(404, ErrCodeNotFound, "room alias %s not found", alias))
-		return
-	}
+	roomID, creator, err := rs.localAlias(alias)
 	if err != nil {
 		c.Fail(err)
 		return

@@ -72,6 +72,9 @@ type Config struct {
 	BcryptCost int `yaml:"bcrypt_cost"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// Presence enables presence (default on); false stops storing and
+	// sending it, which saves bytes on slow links (presence.go).
+	Presence bool `yaml:"presence"`
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
@@ -148,6 +151,7 @@ func DefaultConfig(serverName string) *Config {
 		MaxRequestBytes: 1 << 20,
 		BcryptCost:      10,
 		LogLevel:        "info",
+		Presence:        true,
 		RateLimit: RateLimitConfig{
 			Enabled: true,
 			PerIP:   BucketConfig{PerSecond: 50, Burst: 200},
@@ -365,6 +369,15 @@ mesh:
       addr: {{call $.Q .Addr}}
       key: {{call $.Q .Key}}
       mutual: {{.Mutual}}{{end}}
+  # The link this server sends on (its slowest towards its peers): CoAP
+  # retransmission and Noise handshake/keepalive timers are scaled to it.
+  # bit_rate in bit/s (0: fast), frame_time and latency as durations
+  # ("250ms"), mtu in bytes (0: 1152).
+  link:
+    bit_rate: {{.Mesh.Link.BitRate}}
+    frame_time: {{call .Q .Mesh.Link.FrameTime}}
+    latency: {{call .Q .Mesh.Link.Latency}}
+    mtu: {{.Mesh.Link.MTU}}
 
 registration:
   # Let anyone create an account (m.login.dummy). Closed by default; use
@@ -391,4 +404,7 @@ max_request_bytes: {{.MaxRequestBytes}}
 bcrypt_cost: {{.BcryptCost}}
 # debug, info, warn or error.
 log_level: {{call .Q .LogLevel}}
+# Presence (online, away, status message) of users sharing a room with
+# this server's users; false saves the bytes it costs on slow links.
+presence: {{.Presence}}
 `))

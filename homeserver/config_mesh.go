@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
+	"github.com/mxmesh/mxmesh/coap"
 	"github.com/mxmesh/mxmesh/noise"
 )
 
@@ -26,6 +28,48 @@ type MeshConfig struct {
 	PlainCoAPAddr string `yaml:"plain_coap_addr"`
 	// Peers are the pinned mesh peers.
 	Peers []MeshPeer `yaml:"peers"`
+	// Link describes the link the CoAP/Noise listener sends on; the CoAP
+	// retransmission timers and the Noise handshake, keepalive and
+	// no-reply timers are derived from it. Empty: a fast link.
+	Link MeshLink `yaml:"link"`
+}
+
+// MeshLink is the "mesh.link" section: the slowest link towards the
+// listener's peers (coap.LinkParams).
+type MeshLink struct {
+	// BitRate is the payload rate in bit/s; 0 means fast.
+	BitRate int `yaml:"bit_rate"`
+	// FrameTime is the fixed airtime of one frame whatever its size
+	// (preamble, header, turnaround), a Go duration such as "250ms".
+	FrameTime string `yaml:"frame_time"`
+	// Latency is the one-way delay, a Go duration.
+	Latency string `yaml:"latency"`
+	// MTU is the largest datagram in bytes; 0 means 1152.
+	MTU int `yaml:"mtu"`
+}
+
+// Params returns the link as coap.LinkParams, checked the way the CoAP
+// layer derives its timers from it.
+func (l MeshLink) Params() (coap.LinkParams, error) {
+	p := coap.LinkParams{BitRate: l.BitRate, MTU: l.MTU}
+	for _, f := range []struct {
+		name string
+		s    string
+		d    *time.Duration
+	}{{"frame_time", l.FrameTime, &p.FrameTime}, {"latency", l.Latency, &p.Latency}} {
+		if f.s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f.s)
+		if err != nil {
+			return coap.LinkParams{}, fmt.Errorf("mesh.link.%s: %w", f.name, err)
+		}
+		*f.d = d
+	}
+	if _, err := coap.Derive(p, 0, 0); err != nil {
+		return coap.LinkParams{}, fmt.Errorf("mesh.link: %w", err)
+	}
+	return p, nil
 }
 
 // MeshPeer pins one mesh server.
@@ -67,6 +111,9 @@ func (p MeshPeer) Validate() error {
 
 func (m *MeshConfig) validate() []error {
 	var errs []error
+	if _, err := m.Link.Params(); err != nil {
+		errs = append(errs, err)
+	}
 	if m.PlainCoAPAddr != "" {
 		ap, err := netip.ParseAddrPort(m.PlainCoAPAddr)
 		if err != nil || !ap.Addr().Unmap().IsLoopback() {

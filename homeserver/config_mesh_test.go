@@ -5,8 +5,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mxmesh/mxmesh/clock"
+	"github.com/mxmesh/mxmesh/coap"
 	"github.com/mxmesh/mxmesh/noise"
 )
 
@@ -52,6 +54,35 @@ func TestConfigMeshPeers(t *testing.T) {
 		tc.mod(&bad)
 		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// TestConfigMeshLink: mesh.link survives the commented config and gives
+// the CoAP link parameters; a bad duration or MTU is a config error.
+func TestConfigMeshLink(t *testing.T) {
+	c := DefaultConfig("a.example")
+	if p, err := c.Mesh.Link.Params(); err != nil || p != (coap.LinkParams{}) {
+		t.Fatalf("default link %+v, %v: want a fast link", p, err)
+	}
+	c.Mesh.Link = MeshLink{BitRate: 1200, FrameTime: "250ms", Latency: "40ms", MTU: 255}
+	data, err := c.MarshalCommented()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseConfig(data)
+	if err != nil {
+		t.Fatalf("parse written config: %v\n%s", err, data)
+	}
+	p, err := got.Mesh.Link.Params()
+	if want := (coap.LinkParams{BitRate: 1200, FrameTime: 250 * time.Millisecond, Latency: 40 * time.Millisecond, MTU: 255}); err != nil || p != want {
+		t.Fatalf("link %+v, %v; want %+v", p, err, want)
+	}
+	for _, bad := range []MeshLink{{FrameTime: "soon"}, {Latency: "-1s"}, {MTU: 20}, {BitRate: -5}} {
+		c.Mesh.Link = bad
+		data, _ := c.MarshalCommented()
+		if _, err := ParseConfig(data); err == nil || !strings.Contains(err.Error(), "mesh.link") {
+			t.Errorf("%+v: %v, want a mesh.link error", bad, err)
 		}
 	}
 }

@@ -28,14 +28,18 @@ func handleDevices(c *Call) {
 	c.Reply(200, map[string]any{"devices": out})
 }
 
+// deviceErr turns the store's not-found into the API's 404.
+func deviceErr(err error) error {
+	if isNotFound(err) {
+		return Errorf(404, ErrCodeNotFound, "unknown device")
+	}
+	return err
+}
+
 func handleDeviceGet(c *Call) {
 	d, err := c.Node().store.Device(c.UserID, c.Req.Vars["deviceId"])
-	if isNotFound(err) {
-		c.Fail(Errorf(404, ErrCodeNotFound, "unknown device"))
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(deviceErr(err))
 		return
 	}
 	c.Reply(200, deviceJSON(d))
@@ -57,12 +61,8 @@ func handleDevicePut(c *Call) {
 	} else {
 		_, err = n.store.Device(c.UserID, id)
 	}
-	if isNotFound(err) {
-		c.Fail(Errorf(404, ErrCodeNotFound, "unknown device"))
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(deviceErr(err))
 		return
 	}
 	c.Reply(200, map[string]any{})
@@ -79,15 +79,18 @@ func handleDeviceDelete(c *Call) {
 	}
 	n := c.Node()
 	id := c.Req.Vars["deviceId"]
-	if _, err := n.store.Device(c.UserID, id); isNotFound(err) {
-		c.Fail(Errorf(404, ErrCodeNotFound, "unknown device"))
-		return
-	} else if err != nil {
-		c.Fail(err)
+	if _, err := n.store.Device(c.UserID, id); err != nil {
+		c.Fail(deviceErr(err))
 		return
 	}
-	n.requirePassword(c, req.Auth, func() {
-		if err := n.deleteDevices(c.UserID, []string{id}); err != nil {
+	n.deleteDevicesWithPassword(c, req.Auth, []string{id})
+}
+
+// deleteDevicesWithPassword deletes the caller's devices ids once the
+// m.login.password stage of user-interactive auth has passed.
+func (n *Node) deleteDevicesWithPassword(c *Call, a *authDict, ids []string) {
+	n.requirePassword(c, a, func() {
+		if err := n.deleteDevices(c.UserID, ids); err != nil {
 			c.Fail(err)
 			return
 		}
@@ -110,12 +113,5 @@ func handleDeleteDevices(c *Call) {
 		c.Fail(Errorf(400, ErrCodeMissingParam, "missing devices"))
 		return
 	}
-	n := c.Node()
-	n.requirePassword(c, req.Auth, func() {
-		if err := n.deleteDevices(c.UserID, req.Devices); err != nil {
-			c.Fail(err)
-			return
-		}
-		c.Reply(200, map[string]any{})
-	})
+	c.Node().deleteDevicesWithPassword(c, req.Auth, req.Devices)
 }

@@ -8,7 +8,9 @@
 // runtime model"). Nothing in a Node is locked; every call into it comes
 // from that loop:
 //
-//   - Real mode: a Loop goroutine runs posted functions in order. Front
+//   - Real mode: a Loop goroutine (loop.go) runs posted functions in
+//     order; CPU-heavy work that touches no node state (bcrypt) runs
+//     beside it through Node.Offload and posts its continuation back. Front
 //     doors call Node.Handle, which posts Dispatch into the loop and waits
 //     for the Response (or for the request context to end, which cancels
 //     the Call inside the loop). Timers from Node.AfterFunc post their
@@ -20,7 +22,15 @@
 // its RNG (access tokens are 256 bits from it), so a seeded run is
 // reproducible byte for byte.
 //
-// # Request flow
+// # Request flow and the route table
+//
+// The route table is built once in New from routeGroups (routes.go): one
+// function per area (info, accounts, rooms, federation, e2ee) returns its
+// Routes (api.go: Method, Pattern with {name} segments, Auth mode,
+// Unlimited) and keeps its per-node state as a module (Node.SetModule;
+// the rooms module is roomsModule in room.go, room federation is fedRooms
+// in fedroom.go). Node.Intercept puts a handler in front of a local one
+// (used to answer questions about other servers' users over federation).
 //
 // Dispatch(req, reply) → size check (413 M_TOO_LARGE beyond
 // max_request_bytes) → route match on the percent-encoded path split at
@@ -52,6 +62,37 @@
 //
 // NOTSPEC: refresh tokens are not issued (refresh_token is never returned);
 // access tokens do not expire.
+//
+// # Rooms and sync
+//
+// room*.go, sync*.go, messages.go. Every event this node creates goes
+// through roomBatch.append (room.go): prev_events from the forward
+// extremities, auth events chosen by the rules, hashed, signed, checked
+// with auth.Check, then stored in one transaction with the rest of the
+// request (store.RoomTx). Room state is kept as state groups
+// (store.InsertStateGroup, stored as deltas against a parent group): each
+// event row records the group before and after it, and the room's current
+// state is a group too. roomsModule caches each room's state, extremities
+// and newest position (roomCache) and the membership rows of every room.
+//
+// One stream counter orders everything a client syncs: timeline events,
+// receipts, account data, to-device messages, device list changes. A sync
+// token is "s" POS ["_" TYPING] (sync_token.go); positions are persisted
+// with their rows, so tokens survive restarts. Events from other servers
+// that are not part of the timeline (auth chains, state fetched for a
+// join or a gap, soft-failed events: outliers) get negative positions
+// counting down from the smallest one stored (fedRooms.negPos), and so do
+// events backfilled from other servers when a user pages back past the
+// oldest one here (fedroom_backfill.go): the timeline grows downwards into
+// negative positions, and /messages tokens can be negative ("s-17");
+// outliers stay flagged and out of every timeline.
+//
+// Long-poll /sync (sync.go) registers a syncWaiter per pending request with
+// a timer for its timeout; roomsModule.write wakes the waiters of every
+// user a committed batch concerns (joined and invited members of rooms
+// with new events, targets of membership changes) once the batch's cache
+// updates are applied, whether the events were made here or received over
+// federation. Typing, receipts and account data wake them too.
 //
 // # Federation
 //
@@ -91,6 +132,21 @@
 // /profile/@u:remote, GET /directory/room/#a:remote) are answered over
 // federation through Node.Intercept in front of the local handlers.
 //
+// Room federation (fedroom*.go): every PDU received, from a transaction,
+// a join's state and auth chain, get_missing_events or backfill, runs the
+// receive pipeline of fedroom_receive.go in the spec's order (format,
+// signatures, content hash, auth events, state before, soft failure), one
+// room at a time in arrival order (fedRooms.queue); checked events are
+// stored by fedroom_store.go, resolving state with stateres when the
+// extremities fork. fedroom_join.go is the client side (make/send join,
+// invite, leave, knock), fedroom_serve.go the server side of the room
+// endpoints.
+//
+// PeerServer: a front door whose transport authenticates the other server
+// (gateway's CoAP front door over a pinned Noise session) sets
+// Request.PeerServer; Dispatch then accepts federation requests from that
+// server without X-Matrix (serverkeys.go).
+//
 // Seams for the room half of federation (Node.Federation()):
 //
 //   - SetPDUHandler(h): h(origin, pdu, done) receives each PDU of an
@@ -108,7 +164,7 @@
 //     EventKey: an event signing key, fetched when unknown.
 //   - ServerAllowed(aclContent, server): m.room.server_acl evaluation.
 //
-// Outbound queues: every PDU/EDU is a row in federation_outbound (SQLite)
+// Outbound queues (fed_queue.go, fed_send.go, store/outbound.go): every PDU/EDU is a row in federation_outbound (SQLite)
 // per destination, so queues survive restarts. One transaction in flight
 // per destination, at most 50 PDUs and 100 EDUs; its ID is derived from
 // the seqs it carries, so a retry reuses it and the receiver answers

@@ -17,18 +17,7 @@ import (
 func (f *Federation) installEDUHandlers() {
 	f.HandleEDU("m.typing", f.eduTyping)
 	f.HandleEDU("m.receipt", f.eduReceipt)
-	// No presence, device list or to-device storage exists yet: these are
-	// checked for their origin and dropped.
-	for _, t := range []string{"m.presence", "m.device_list_update", "m.direct_to_device", "m.signing_key_update"} {
-		t := t
-		f.HandleEDU(t, func(origin string, content json.RawMessage) error {
-			if !json.Valid(content) {
-				return fmt.Errorf("%s: content is not JSON", t)
-			}
-			f.n.log.Debug("federation: EDU type not stored by this server; dropped", "origin", origin, "edu_type", t)
-			return nil
-		})
-	}
+	f.installE2EEHandlers()
 }
 
 // checkOrigin requires userID to belong to origin.

@@ -10,7 +10,8 @@ package homeserver
 //  2. signatures: the sender's server (and, for a restricted join, the
 //     authorising user's server) must have signed the redacted event with
 //     a key valid at origin_server_ts (keys fetched through the federation
-//     module when unknown);
+//     module when unknown); an invite made from a third-party invite is
+//     exempt from the sender's server's signature;
 //  3. content hash: on a mismatch the event is redacted and used redacted;
 //  4. auth events: every listed auth event must be known and not rejected
 //     (missing ones are fetched with /event_auth); auth.CheckAuthEvents and
@@ -275,10 +276,17 @@ func (fr *fedRooms) reject(ev *event.Event, origin string, reason error) {
 
 // signingServers lists the servers whose signatures ev must carry: the
 // sender's, and for a join through a restricted room the authorising
-// user's. Spec: server-server-api "Validating hashes and signatures on
-// received events"; rooms/v10.md rule 4.2.
+// user's. An invite made from a third-party invite is exempt from the
+// sender's server's signature: the invitee's server builds it on the
+// inviter's behalf, and auth rule 4.4.1 checks the third-party signature
+// instead (auth.Check applies the same exemption). Spec: server-server-api
+// "Validating hashes and signatures on received events"; rooms/v10.md
+// rule 4.2.
 func signingServers(ev *event.Event) []string {
-	out := []string{serverOf(ev.Sender())}
+	var out []string
+	if !isThirdPartyInvite(ev) {
+		out = append(out, serverOf(ev.Sender()))
+	}
 	if ev.Type() == auth.TypeMember && ev.Membership() == auth.Join {
 		var c struct {
 			Via string `json:"join_authorised_via_users_server"`
@@ -290,6 +298,20 @@ func signingServers(ev *event.Event) []string {
 		}
 	}
 	return out
+}
+
+// isThirdPartyInvite reports whether ev is an invite carrying
+// content.third_party_invite (whatever its value: the auth rules judge it).
+func isThirdPartyInvite(ev *event.Event) bool {
+	if ev.Type() != auth.TypeMember || ev.Membership() != auth.Invite {
+		return false
+	}
+	var c map[string]json.RawMessage
+	if json.Unmarshal(ev.Content(), &c) != nil {
+		return false
+	}
+	_, ok := c["third_party_invite"]
+	return ok
 }
 
 // eventKey is the federation module's key lookup without fetching.

@@ -79,6 +79,19 @@ func (fr *fedRooms) roomFor(c *Call, roomID string) (*roomCache, error) {
 	return rm, nil
 }
 
+// readableRoom is roomFor and readable: a room whose events the origin
+// may read.
+func (fr *fedRooms) readableRoom(c *Call, roomID string) (*roomCache, error) {
+	rm, err := fr.roomFor(c, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if err := fr.readable(c, rm); err != nil {
+		return nil, err
+	}
+	return rm, nil
+}
+
 // readable checks that the origin may read the room's events: one of its
 // users has a membership in the room's current state (joined, invited,
 // or once a member), or the room is world readable.
@@ -516,12 +529,7 @@ func (fr *fedRooms) handleEvent(c *Call) {
 		c.Fail(err)
 		return
 	}
-	rm, err := fr.roomFor(c, row.RoomID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	if err := fr.readable(c, rm); err != nil {
+	if _, err := fr.readableRoom(c, row.RoomID); err != nil {
 		c.Fail(err)
 		return
 	}
@@ -538,11 +546,8 @@ func (fr *fedRooms) pduResponse(pdus []json.RawMessage) map[string]any {
 
 // eventInRoom loads an event of the call's readable room.
 func (fr *fedRooms) eventInRoom(c *Call, roomID, eventID string) (store.EventRow, *roomCache, error) {
-	rm, err := fr.roomFor(c, roomID)
+	rm, err := fr.readableRoom(c, roomID)
 	if err != nil {
-		return store.EventRow{}, nil, err
-	}
-	if err := fr.readable(c, rm); err != nil {
 		return store.EventRow{}, nil, err
 	}
 	row, err := fr.rs.st.Event(eventID)
@@ -689,12 +694,7 @@ func prevOf(r store.EventRow) []string {
 // the ones named by v, newest first.
 func (fr *fedRooms) handleBackfill(c *Call) {
 	roomID := c.Req.Vars["roomId"]
-	rm, err := fr.roomFor(c, roomID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	if err := fr.readable(c, rm); err != nil {
+	if _, err := fr.readableRoom(c, roomID); err != nil {
 		c.Fail(err)
 		return
 	}
@@ -734,12 +734,7 @@ func (fr *fedRooms) handleMissingEvents(c *Call) {
 		c.Fail(err)
 		return
 	}
-	rm, err := fr.roomFor(c, roomID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	if err := fr.readable(c, rm); err != nil {
+	if _, err := fr.readableRoom(c, roomID); err != nil {
 		c.Fail(err)
 		return
 	}

@@ -192,24 +192,26 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 		}
 		b.pos = pos
 		b.rooms[rm.id] = true
+		// The cache must be current before the batch wakes long polls,
+		// or they would see no new event in the room.
+		b.committed = append(b.committed, func() {
+			// The common case, an event on top of the current state:
+			// update the cached room in place. Otherwise it is reloaded
+			// on next use.
+			if cached := rs.byID[rm.id]; cached == rm && !reset && len(succ) == 0 && len(ext) == 1 && maps.Equal(before, rm.stateIDs) {
+				rm.extremities, rm.depth = ext, ev.Depth()
+				rm.lastPos = rs.pos
+				if isState {
+					rm.stateIDs, rm.group = after, newGroup
+					rm.state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
+				}
+				return
+			}
+			delete(rs.byID, rm.id)
+		})
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	// The common case, an event on top of the current state: update the
-	// cached room in place. Otherwise it is reloaded on next use.
-	if cached := rs.byID[rm.id]; cached == rm && !reset && len(succ) == 0 && len(ext) == 1 && maps.Equal(before, rm.stateIDs) {
-		rm.extremities, rm.depth = ext, ev.Depth()
-		rm.lastPos = rs.pos
-		if isState {
-			rm.stateIDs, rm.group = after, newGroup
-			rm.state[auth.StateKey{Type: ev.Type(), StateKey: sk}] = ev
-		}
-		return nil
-	}
-	delete(rs.byID, rm.id)
-	return nil
+	return err
 }
 
 // memberChanges records the memberships that differ between the room's

@@ -63,17 +63,7 @@ func handleLogout(c *Call) {
 // handleLogoutAll deletes every device of the caller.
 // Spec: client-server-api "POST /_matrix/client/v3/logout/all".
 func handleLogoutAll(c *Call) {
-	n := c.Node()
-	devs, err := n.store.Devices(c.UserID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	ids := make([]string, len(devs))
-	for i, d := range devs {
-		ids[i] = d.DeviceID
-	}
-	if err := n.deleteDevices(c.UserID, ids); err != nil {
+	if err := c.Node().deleteOtherDevices(c.UserID, ""); err != nil {
 		c.Fail(err)
 		return
 	}
@@ -109,35 +99,13 @@ func handlePasswordChange(c *Call) {
 		}
 	}
 	n.requirePassword(c, req.Auth, func() {
-		var hash string
-		var hashErr error
-		n.Offload(func() {
-			hash, hashErr = HashPassword(req.NewPassword, n.cfg.BcryptCost)
-		}, func() {
-			if c.Done() {
-				return
-			}
-			if hashErr != nil {
-				c.Fail(hashErr)
-				return
-			}
+		n.hashForCall(c, req.NewPassword, func(hash string) {
 			if err := n.store.SetPassword(c.UserID, hash); err != nil {
 				c.Fail(err)
 				return
 			}
 			if req.LogoutDevices == nil || *req.LogoutDevices {
-				devs, err := n.store.Devices(c.UserID)
-				if err != nil {
-					c.Fail(err)
-					return
-				}
-				var others []string
-				for _, d := range devs {
-					if d.DeviceID != c.DeviceID {
-						others = append(others, d.DeviceID)
-					}
-				}
-				if err := n.deleteDevices(c.UserID, others); err != nil {
+				if err := n.deleteOtherDevices(c.UserID, c.DeviceID); err != nil {
 					c.Fail(err)
 					return
 				}
@@ -174,16 +142,7 @@ func handleDeactivate(c *Call) {
 			c.Fail(err)
 			return
 		}
-		devs, err := n.store.Devices(c.UserID)
-		if err != nil {
-			c.Fail(err)
-			return
-		}
-		ids := make([]string, len(devs))
-		for i, d := range devs {
-			ids[i] = d.DeviceID
-		}
-		if err := n.deleteDevices(c.UserID, ids); err != nil {
+		if err := n.deleteOtherDevices(c.UserID, ""); err != nil {
 			c.Fail(err)
 			return
 		}

@@ -8,7 +8,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver/auth"
@@ -25,9 +28,9 @@ const MeshKnownEvents = 1024
 // MeshRoomContext returns the node's view of roomID for packing and
 // unpacking PDUs (codec.Pack, codec.Unpack): the room's version, its
 // MeshKnownEvents newest timeline events, depth and timestamp of any
-// stored event, and the auth-event selection at the room's current state.
-// It interns no names. It reads the store when it is built and when
-// asked; call it and use the result inside the node loop, for one
+// stored event, the auth-event selection at the room's current state, and
+// the interned names (meshNames). It reads the store when it is built and
+// when asked; call it and use the result inside the node loop, for one
 // transaction.
 func (n *Node) MeshRoomContext(roomID string) (codec.RoomContext, error) {
 	rm, err := n.store.Room(roomID)
@@ -63,12 +66,95 @@ type meshRoomContext struct {
 	roomID string
 	v      *event.RoomVersion
 	known  []knownEvent
+	// names is the interned-name table, built on first use; index maps
+	// back.
+	names []string
+	index map[string]uint64
+	built bool
 }
 
 func (c *meshRoomContext) RoomID() string                  { return c.roomID }
 func (c *meshRoomContext) RoomVersion() *event.RoomVersion { return c.v }
-func (c *meshRoomContext) Name(uint64) (string, bool)      { return "", false }
-func (c *meshRoomContext) NameIndex(string) (uint64, bool) { return 0, false }
+
+// Name and NameIndex intern names against the table meshNames builds from
+// the room's current state. A table that fails to build interns nothing:
+// names then travel as text.
+func (c *meshRoomContext) Name(i uint64) (string, bool) {
+	c.buildNames()
+	if i >= uint64(len(c.names)) {
+		return "", false
+	}
+	return c.names[i], true
+}
+
+func (c *meshRoomContext) NameIndex(s string) (uint64, bool) {
+	c.buildNames()
+	i, ok := c.index[s]
+	return i, ok
+}
+
+func (c *meshRoomContext) buildNames() {
+	if c.built {
+		return
+	}
+	c.built = true
+	names, err := c.meshNames()
+	if err != nil {
+		return
+	}
+	c.names, c.index = names, make(map[string]uint64, len(names))
+	for i, n := range names {
+		c.index[n] = uint64(i)
+	}
+}
+
+// meshNames is the interned-name table both servers of a room derive from
+// its current state, without negotiating: the joined members' user IDs,
+// their server names, and the signing-key IDs that signed their join
+// events, one sorted list without repeats (byte order). Servers that agree
+// on the room's state agree on the table; when they do not, an interned
+// sender or key ID rebuilds differently and the packed PDU's check fails
+// (codec.ErrStateMismatch: resent context-free). A key ID not yet seen in
+// the room's joins, after a key rotation, travels as text.
+func (c *meshRoomContext) meshNames() ([]string, error) {
+	g, err := c.st.CurrentStateGroup(c.roomID)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room names: %w", err)
+	}
+	sm, _, err := c.st.LoadStateGroup(g)
+	if err != nil {
+		return nil, fmt.Errorf("mesh room names: %w", err)
+	}
+	set := map[string]bool{}
+	for k, id := range sm {
+		if k.Type != "m.room.member" {
+			continue
+		}
+		r, err := c.st.Event(id)
+		if err != nil {
+			return nil, fmt.Errorf("mesh room names: member event %s: %w", id, err)
+		}
+		var m struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+			Signatures map[string]map[string]json.RawMessage `json:"signatures"`
+		}
+		if json.Unmarshal(r.JSON, &m) != nil || m.Content.Membership != "join" {
+			continue
+		}
+		set[k.StateKey] = true
+		if _, server, ok := strings.Cut(k.StateKey, ":"); ok {
+			set[server] = true
+		}
+		for _, keys := range m.Signatures {
+			for kid := range keys {
+				set[kid] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set)), nil
+}
 
 func (c *meshRoomContext) EventsWithPrefix(prefix []byte, limit int) []string {
 	var out []string

@@ -22,6 +22,27 @@ func HashPassword(password string, cost int) (string, error) {
 	return string(h), nil
 }
 
+// hashForCall hashes password away from the loop (Node.Offload) and then,
+// back in the loop, calls then with the hash unless c was answered or
+// cancelled meanwhile; a hashing error (an empty or too long password
+// included) fails c.
+func (n *Node) hashForCall(c *Call, password string, then func(hash string)) {
+	var hash string
+	var hashErr error
+	n.Offload(func() {
+		hash, hashErr = HashPassword(password, n.cfg.BcryptCost)
+	}, func() {
+		if c.Done() {
+			return
+		}
+		if hashErr != nil {
+			c.Fail(hashErr)
+			return
+		}
+		then(hash)
+	})
+}
+
 func checkPasswordShape(password string) error {
 	if password == "" {
 		return Errorf(400, ErrCodeWeakPassword, "password must not be empty")

@@ -161,6 +161,17 @@ func (rs *roomsModule) handleGetPushRules(globalOnly bool) func(c *Call) {
 }
 
 // findRule locates a rule by kind and ID.
+// ruleOfPath finds the caller's push rule named by the path's kind and
+// ruleId.
+func (rs *roomsModule) ruleOfPath(c *Call) (*pushRules, *[]pushRule, int, error) {
+	r, err := rs.pushRulesOf(c.UserID)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	list, i, err := findRule(r, c.Req.Vars["kind"], c.Req.Vars["ruleId"])
+	return r, list, i, err
+}
+
 func findRule(r *pushRules, kind, id string) (*[]pushRule, int, error) {
 	list := r.Global.kind(kind)
 	if list == nil {
@@ -176,12 +187,7 @@ func findRule(r *pushRules, kind, id string) (*[]pushRule, int, error) {
 
 func (rs *roomsModule) handleGetPushRule(attr string) func(c *Call) {
 	return func(c *Call) {
-		r, err := rs.pushRulesOf(c.UserID)
-		if err != nil {
-			c.Fail(err)
-			return
-		}
-		list, i, err := findRule(r, c.Req.Vars["kind"], c.Req.Vars["ruleId"])
+		_, list, i, err := rs.ruleOfPath(c)
 		if err != nil {
 			c.Fail(err)
 			return
@@ -307,12 +313,7 @@ func (rs *roomsModule) handlePutPushRuleAttr(attr string) func(c *Call) {
 			c.Fail(err)
 			return
 		}
-		r, err := rs.pushRulesOf(c.UserID)
-		if err != nil {
-			c.Fail(err)
-			return
-		}
-		list, i, err := findRule(r, c.Req.Vars["kind"], c.Req.Vars["ruleId"])
+		r, list, i, err := rs.ruleOfPath(c)
 		if err != nil {
 			c.Fail(err)
 			return

@@ -60,20 +60,7 @@ func handleRegister(c *Call) {
 			return
 		}
 	}
-	var hash string
-	var hashErr error
-	n.Offload(func() {
-		if req.Password != "" {
-			hash, hashErr = HashPassword(req.Password, n.cfg.BcryptCost)
-		}
-	}, func() {
-		if c.Done() {
-			return
-		}
-		if hashErr != nil {
-			c.Fail(hashErr)
-			return
-		}
+	register := func(hash string) {
 		userID, err := n.createAccount(req.Username, hash, false, "")
 		if err != nil {
 			c.Fail(err)
@@ -90,7 +77,12 @@ func handleRegister(c *Call) {
 			resp["access_token"], resp["device_id"] = token, deviceID
 		}
 		c.Reply(200, resp)
-	})
+	}
+	if req.Password == "" {
+		register("") // an account without a password
+		return
+	}
+	n.hashForCall(c, req.Password, register)
 }
 
 // usernameAvailable validates a requested localpart and checks it is free.
@@ -223,18 +215,7 @@ func handleAdminRegister(c *Call) {
 		c.Fail(err)
 		return
 	}
-	var hash string
-	var hashErr error
-	n.Offload(func() {
-		hash, hashErr = HashPassword(req.Password, n.cfg.BcryptCost)
-	}, func() {
-		if c.Done() {
-			return
-		}
-		if hashErr != nil {
-			c.Fail(hashErr)
-			return
-		}
+	n.hashForCall(c, req.Password, func(hash string) {
 		userID, err := n.createAccount(req.Username, hash, req.Admin, req.DisplayName)
 		if err != nil {
 			c.Fail(err)

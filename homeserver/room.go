@@ -11,11 +11,12 @@ package homeserver
 // transaction together with every other event of the same request.
 //
 // State is kept as state groups (store.InsertStateGroup): each event
-// records the group before and after it. The rooms a node creates here have
-// a linear DAG (one forward extremity), so the state after the newest event
-// is the room's current state.
-// Spec: server-server-api "Room State Resolution" (not needed while the DAG
-// is linear), "Auth events selection"; client-server-api "Rooms".
+// records the group before and after it. An event created here extends the
+// room's current state (its prev_events are all the forward extremities);
+// events received over federation may fork the DAG, and fedroom_store.go
+// resolves the current state then.
+// Spec: server-server-api "Auth events selection"; client-server-api
+// "Rooms".
 
 import (
 	"encoding/json"
@@ -293,6 +294,9 @@ type roomBatch struct {
 	// sent: events created here, with the servers to send them to once
 	// the batch has committed.
 	sent []outboundPDU
+	// committed runs once the transaction has committed, before long
+	// polls are woken: cache updates that sync must already see.
+	committed []func()
 }
 
 // outboundPDU is an event created here and the servers it goes to.
@@ -318,6 +322,9 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 		return err
 	}
 	rs.pos = b.pos
+	for _, f := range b.committed {
+		f()
+	}
 	for _, m := range b.members {
 		if rs.membership(m.RoomID, m.UserID) != m.Membership {
 			delete(rs.unread, unreadKey{m.RoomID, m.UserID})

@@ -7,6 +7,7 @@ package homeserver
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/mxmesh/mxmesh/homeserver/auth"
@@ -70,23 +71,47 @@ func (rs *roomsModule) handleCreateRoom(c *Call) {
 		c.Fail(err)
 		return
 	}
-	roomID, err := rs.createRoom(c.UserID, req)
+	roomID, remote, err := rs.createRoom(c.UserID, req)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	c.Reply(200, map[string]string{"room_id": roomID})
+	rs.inviteEach(roomID, c.UserID, remote, req.IsDirect, func() {
+		c.Reply(200, map[string]string{"room_id": roomID})
+	})
 }
 
-// createRoom creates a room as creator and returns its ID.
-func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string, error) {
+// inviteEach sends the invites of createRoom that need federation, one
+// after the other, through the same path as POST /invite, then calls done.
+// An invite a remote server refuses or never answers is logged and does not
+// fail the request: the room exists and the other invitees are unaffected
+// (the spec leaves this open; Synapse and Dendrite differ).
+func (rs *roomsModule) inviteEach(roomID, sender string, users []string, isDirect bool, done func()) {
+	if len(users) == 0 {
+		done()
+		return
+	}
+	u := users[0]
+	rs.invite(roomID, sender, u, "", isDirect, func(err error) {
+		if err != nil {
+			rs.n.log.Warn("createRoom invite failed", "room", roomID, "user", u, "err", err)
+		}
+		rs.inviteEach(roomID, sender, users[1:], isDirect, done)
+	})
+}
+
+// createRoom creates a room as creator and returns its ID. Invitees on
+// this server are invited in the same batch; those on other servers (when
+// federation is on) are returned, for the caller to invite over federation
+// once the room exists.
+func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (roomID string, remote []string, err error) {
 	verID := req.RoomVersion
 	if verID == "" {
 		verID = event.DefaultRoomVersion
 	}
 	v, err := event.LookupVersion(verID)
 	if err != nil {
-		return "", Errorf(400, ErrCodeUnsupportedRoomVersion, "room version %q is not supported", verID)
+		return "", nil, Errorf(400, ErrCodeUnsupportedRoomVersion, "room version %q is not supported", verID)
 	}
 	preset := req.Preset
 	switch preset {
@@ -97,26 +122,26 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 		}
 	case presetPrivate, presetTrustedPrivate, presetPublic:
 	default:
-		return "", Errorf(400, ErrCodeBadJSON, "unknown preset %q", req.Preset)
+		return "", nil, Errorf(400, ErrCodeBadJSON, "unknown preset %q", req.Preset)
 	}
 	if req.Visibility != "" && req.Visibility != "public" && req.Visibility != "private" {
-		return "", Errorf(400, ErrCodeBadJSON, "visibility must be public or private")
+		return "", nil, Errorf(400, ErrCodeBadJSON, "visibility must be public or private")
 	}
 	for _, u := range req.Invite {
 		if !validUserID(u) {
-			return "", Errorf(400, ErrCodeInvalidParam, "invalid user ID %q in invite", u)
+			return "", nil, Errorf(400, ErrCodeInvalidParam, "invalid user ID %q in invite", u)
 		}
 	}
 	alias := ""
 	if req.RoomAliasName != "" {
 		if strings.ContainsAny(req.RoomAliasName, ": \t\n#") {
-			return "", Errorf(400, ErrCodeInvalidParam, "room_alias_name must be a bare local part")
+			return "", nil, Errorf(400, ErrCodeInvalidParam, "room_alias_name must be a bare local part")
 		}
 		alias = "#" + req.RoomAliasName + ":" + rs.n.ServerName()
 		if _, _, err := rs.st.Alias(alias); err == nil {
-			return "", Errorf(400, ErrCodeRoomInUse, "room alias %s is already in use", alias)
+			return "", nil, Errorf(400, ErrCodeRoomInUse, "room alias %s is already in use", alias)
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return "", err
+			return "", nil, err
 		}
 	}
 
@@ -135,7 +160,7 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 		var extra []string
 		if raw, ok := createContent["additional_creators"]; ok {
 			if err := json.Unmarshal(raw, &extra); err != nil {
-				return "", Errorf(400, ErrCodeBadJSON, "creation_content.additional_creators must be a list of user IDs")
+				return "", nil, Errorf(400, ErrCodeBadJSON, "creation_content.additional_creators must be a list of user IDs")
 			}
 		}
 		for _, u := range req.Invite {
@@ -181,7 +206,7 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 	}
 	profile, err := rs.st.Profile(creator)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	specs := []eventSpec{
 		{Type: auth.TypeCreate, StateKey: strPtr(""), Content: mustJSON(createContent)},
@@ -199,10 +224,10 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 	)
 	for _, is := range req.InitialState {
 		if is.Type == "" {
-			return "", Errorf(400, ErrCodeInvalidRoomState, "initial_state event without a type")
+			return "", nil, Errorf(400, ErrCodeInvalidRoomState, "initial_state event without a type")
 		}
 		if is.Type == auth.TypeCreate || is.Type == auth.TypeMember {
-			return "", Errorf(400, ErrCodeInvalidRoomState, "initial_state may not contain %s", is.Type)
+			return "", nil, Errorf(400, ErrCodeInvalidRoomState, "initial_state may not contain %s", is.Type)
 		}
 		specs = append(specs, eventSpec{Type: is.Type, StateKey: strPtr(is.StateKey), Content: is.Content})
 	}
@@ -215,13 +240,18 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 			"m.topic": []map[string]string{{"mimetype": "text/plain", "body": *req.Topic}},
 		})})
 	}
+	fed := fedRoomsOf(rs.n) != nil
 	for _, u := range req.Invite {
-		if u == creator {
+		if u == creator || slices.Contains(remote, u) {
+			continue
+		}
+		if fed && serverOf(u) != rs.n.ServerName() {
+			remote = append(remote, u)
 			continue
 		}
 		ip, err := rs.st.Profile(u)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		specs = append(specs, eventSpec{Type: auth.TypeMember, StateKey: strPtr(u), Content: memberContent(auth.Invite, ip, "", req.IsDirect)})
 	}
@@ -247,10 +277,10 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (string
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	rs.n.log.Info("room created", "room", rm.id, "version", v.ID, "creator", creator)
-	return rm.id, nil
+	return rm.id, remote, nil
 }
 
 // isForbidden reports whether err is a 403 API error.

@@ -9,7 +9,6 @@ package homeserver
 // and rejecting invites to remote rooms go over federation (fedroom_join.go).
 
 import (
-	"errors"
 	"sort"
 	"strings"
 
@@ -38,10 +37,7 @@ func (rs *roomsModule) resolveRoom(idOrAlias string) (string, error) {
 	case strings.HasPrefix(idOrAlias, "!"):
 		return idOrAlias, nil
 	case strings.HasPrefix(idOrAlias, "#"):
-		roomID, _, err := rs.st.Alias(idOrAlias)
-		if errors.Is(err, store.ErrNotFound) {
-			return "", Errorf(404, ErrCodeNotFound, "room alias %s not found", idOrAlias)
-		}
+		roomID, _, err := rs.localAlias(idOrAlias)
 		return roomID, err
 	}
 	return "", Errorf(400, ErrCodeInvalidParam, "%q is neither a room ID nor a room alias", idOrAlias)
@@ -66,24 +62,40 @@ func (rs *roomsModule) handleJoin(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if fr := fedRoomsOf(rs.n); fr != nil && !fr.inRoom(roomID) {
-		via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
-		if servers := fr.joinServers(roomID, c.UserID, via); len(servers) > 0 {
-			fr.remoteJoin(roomID, c.UserID, body.Reason, servers, func(err error) {
-				if err != nil {
-					c.Fail(err)
-					return
-				}
-				c.Reply(200, map[string]string{"room_id": roomID})
-			})
-			return
-		}
+	if rs.throughServers(c, roomID, func(fr *fedRooms, servers []string, done func(error)) {
+		fr.remoteJoin(roomID, c.UserID, body.Reason, servers, done)
+	}) {
+		return
 	}
 	if err := rs.join(roomID, c.UserID, body.Reason); err != nil {
 		c.Fail(err)
 		return
 	}
 	c.Reply(200, map[string]string{"room_id": roomID})
+}
+
+// throughServers runs op when this server is not in roomID and knows
+// servers that are (the request's server_name and via, the sender of an
+// invite): op asks them to let the user in, and the call is answered with
+// the room ID when it is done. It reports whether op was started.
+func (rs *roomsModule) throughServers(c *Call, roomID string, op func(fr *fedRooms, servers []string, done func(error))) bool {
+	fr := fedRoomsOf(rs.n)
+	if fr == nil || fr.inRoom(roomID) {
+		return false
+	}
+	via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
+	servers := fr.joinServers(roomID, c.UserID, via)
+	if len(servers) == 0 {
+		return false
+	}
+	op(fr, servers, func(err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, map[string]string{"room_id": roomID})
+	})
+	return true
 }
 
 // join makes userID join roomID (a no-op if already joined).
@@ -94,12 +106,17 @@ func (rs *roomsModule) join(roomID, userID, reason string) error {
 	if rs.membership(roomID, userID) == auth.Join {
 		return nil
 	}
+	return rs.setOwnMembership(roomID, userID, auth.Join, reason)
+}
+
+// setOwnMembership sends userID's own member event with their profile.
+func (rs *roomsModule) setOwnMembership(roomID, userID, membership, reason string) error {
 	p, err := rs.st.Profile(userID)
 	if err != nil {
 		return err
 	}
 	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(userID), Sender: userID,
-		Content: memberContent(auth.Join, p, reason, false)})
+		Content: memberContent(membership, p, reason, false)})
 	return err
 }
 
@@ -116,18 +133,10 @@ func (rs *roomsModule) handleKnock(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if fr := fedRoomsOf(rs.n); fr != nil && !fr.inRoom(roomID) {
-		via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
-		if servers := fr.joinServers(roomID, c.UserID, via); len(servers) > 0 {
-			fr.remoteKnock(roomID, c.UserID, body.Reason, servers, func(err error) {
-				if err != nil {
-					c.Fail(err)
-					return
-				}
-				c.Reply(200, map[string]string{"room_id": roomID})
-			})
-			return
-		}
+	if rs.throughServers(c, roomID, func(fr *fedRooms, servers []string, done func(error)) {
+		fr.remoteKnock(roomID, c.UserID, body.Reason, servers, done)
+	}) {
+		return
 	}
 	if _, err := rs.room(roomID); err != nil {
 		c.Fail(err)
@@ -138,14 +147,7 @@ func (rs *roomsModule) handleKnock(c *Call) {
 		c.Fail(Errorf(403, ErrCodeForbidden, "you are already invited to or joined %s", roomID))
 		return
 	}
-	p, err := rs.st.Profile(c.UserID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(c.UserID), Sender: c.UserID,
-		Content: memberContent(auth.Knock, p, body.Reason, false)})
-	if err != nil {
+	if err := rs.setOwnMembership(roomID, c.UserID, auth.Knock, body.Reason); err != nil {
 		c.Fail(err)
 		return
 	}
@@ -187,22 +189,8 @@ func (rs *roomsModule) handleTargetMembership(action string) func(c *Call) {
 				c.Reply(200, struct{}{})
 				return
 			}
-			if fr := fedRoomsOf(rs.n); fr != nil && serverOf(body.UserID) != rs.n.ServerName() {
-				fr.remoteInvite(roomID, c.UserID, body.UserID, memberContent(auth.Invite, store.Profile{}, body.Reason, false), func(err error) {
-					if err != nil {
-						c.Fail(err)
-						return
-					}
-					c.Reply(200, struct{}{})
-				})
-				return
-			}
-			p, err := rs.st.Profile(body.UserID)
-			if err != nil {
-				c.Fail(err)
-				return
-			}
-			content = memberContent(auth.Invite, p, body.Reason, false)
+			rs.invite(roomID, c.UserID, body.UserID, body.Reason, false, replyEmpty(c))
+			return
 		case "kick":
 			if cur != auth.Join && cur != auth.Invite && cur != auth.Knock {
 				c.Fail(Errorf(403, ErrCodeForbidden, "%s is not in the room", body.UserID))
@@ -227,6 +215,36 @@ func (rs *roomsModule) handleTargetMembership(action string) func(c *Call) {
 	}
 }
 
+// invite makes sender invite target to roomID and calls done once. A
+// user of another server gets the invite over federation first (v2
+// /invite, fedroom_join.go); a local user's profile goes into the event.
+// Spec: client-server-api "Inviting users to a room".
+func (rs *roomsModule) invite(roomID, sender, target, reason string, isDirect bool, done func(error)) {
+	if fr := fedRoomsOf(rs.n); fr != nil && serverOf(target) != rs.n.ServerName() {
+		fr.remoteInvite(roomID, sender, target, memberContent(auth.Invite, store.Profile{}, reason, isDirect), done)
+		return
+	}
+	p, err := rs.st.Profile(target)
+	if err != nil {
+		done(err)
+		return
+	}
+	_, err = rs.sendEvent(roomID, eventSpec{Type: auth.TypeMember, StateKey: strPtr(target), Sender: sender,
+		Content: memberContent(auth.Invite, p, reason, isDirect)})
+	done(err)
+}
+
+// replyEmpty answers c with {} once an operation is done, or its error.
+func replyEmpty(c *Call) func(error) {
+	return func(err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, struct{}{})
+	}
+}
+
 func (rs *roomsModule) handleLeave(c *Call) {
 	roomID := c.Req.Vars["roomId"]
 	var body reasonBody
@@ -235,13 +253,7 @@ func (rs *roomsModule) handleLeave(c *Call) {
 		return
 	}
 	if fr := fedRoomsOf(rs.n); fr != nil && rs.membership(roomID, c.UserID) == auth.Invite && !fr.inRoom(roomID) {
-		fr.rejectRemoteInvite(roomID, c.UserID, body.Reason, func(err error) {
-			if err != nil {
-				c.Fail(err)
-				return
-			}
-			c.Reply(200, struct{}{})
-		})
+		fr.rejectRemoteInvite(roomID, c.UserID, body.Reason, replyEmpty(c))
 		return
 	}
 	switch rs.membership(roomID, c.UserID) {

@@ -55,11 +55,7 @@ func (rs *roomsModule) handleSend(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if id, err := rs.st.Txn(c.UserID, c.DeviceID, txn); err == nil {
-		c.Reply(200, map[string]string{"event_id": id})
-		return
-	} else if !errors.Is(err, store.ErrNotFound) {
-		c.Fail(err)
+	if rs.replayTxn(c, txn) {
 		return
 	}
 	if rs.membership(roomID, c.UserID) != auth.Join {
@@ -82,12 +78,7 @@ func (rs *roomsModule) handleSend(c *Call) {
 			return
 		}
 	}
-	ev, err := rs.sendEvent(roomID, spec)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	c.Reply(200, map[string]string{"event_id": ev.ID()})
+	rs.sendAndReply(c, roomID, spec)
 }
 
 func (rs *roomsModule) handlePutState(c *Call) {
@@ -111,12 +102,33 @@ func (rs *roomsModule) handlePutState(c *Call) {
 		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
 		return
 	}
-	ev, err := rs.sendEvent(roomID, eventSpec{Type: typ, StateKey: strPtr(sk), Sender: c.UserID, Content: content})
+	rs.sendAndReply(c, roomID, eventSpec{Type: typ, StateKey: strPtr(sk), Sender: c.UserID, Content: content})
+}
+
+// sendAndReply creates the event and answers with its ID.
+func (rs *roomsModule) sendAndReply(c *Call, roomID string, spec eventSpec) {
+	ev, err := rs.sendEvent(roomID, spec)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
 	c.Reply(200, map[string]string{"event_id": ev.ID()})
+}
+
+// replayTxn answers a request whose transaction ID the device already used
+// with the event it created then, and reports whether it did (or failed).
+// Spec: client-server-api "Transaction identifiers".
+func (rs *roomsModule) replayTxn(c *Call, txn string) bool {
+	id, err := rs.st.Txn(c.UserID, c.DeviceID, txn)
+	switch {
+	case err == nil:
+		c.Reply(200, map[string]string{"event_id": id})
+	case !errors.Is(err, store.ErrNotFound):
+		c.Fail(err)
+	default:
+		return false
+	}
+	return true
 }
 
 // checkCanonicalAlias checks that the local aliases an
@@ -226,6 +238,16 @@ func (rs *roomsModule) stateRows(state auth.State) ([]store.EventRow, error) {
 	return rs.st.Events(ids)
 }
 
+// stateEvents is a state map's events as the client sees them, in stream
+// order.
+func (rs *roomsModule) stateEvents(state auth.State, view eventView) ([]*clientEvent, error) {
+	rows, err := rs.stateRows(state)
+	if err != nil {
+		return nil, err
+	}
+	return rs.clientEvents(rows, view)
+}
+
 func (rs *roomsModule) handleGetState(c *Call) {
 	roomID, typ, sk := c.Req.Vars["roomId"], c.Req.Vars["eventType"], c.Req.Vars["stateKey"]
 	state, err := rs.visibleState(roomID, c.UserID)
@@ -262,12 +284,7 @@ func (rs *roomsModule) handleGetAllState(c *Call) {
 		c.Fail(err)
 		return
 	}
-	rows, err := rs.stateRows(state)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	evs, err := rs.clientEvents(rows, rs.viewFor(c, true))
+	evs, err := rs.stateEvents(state, rs.viewFor(c, true))
 	if err != nil {
 		c.Fail(err)
 		return
@@ -282,8 +299,7 @@ func (rs *roomsModule) handleRedact(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if id, err := rs.st.Txn(c.UserID, c.DeviceID, txn); err == nil {
-		c.Reply(200, map[string]string{"event_id": id})
+	if rs.replayTxn(c, txn) {
 		return
 	}
 	if rs.membership(roomID, c.UserID) != auth.Join {
@@ -298,13 +314,8 @@ func (rs *roomsModule) handleRedact(c *Call) {
 	if body.Reason != "" {
 		content["reason"] = body.Reason
 	}
-	ev, err := rs.sendEvent(roomID, eventSpec{Type: auth.TypeRedaction, Sender: c.UserID, Content: mustJSON(content),
+	rs.sendAndReply(c, roomID, eventSpec{Type: auth.TypeRedaction, Sender: c.UserID, Content: mustJSON(content),
 		Redacts: target, TxnDevice: c.DeviceID, TxnID: txn})
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	c.Reply(200, map[string]string{"event_id": ev.ID()})
 }
 
 // checkRedactPower applies the client-side rule for redactions: users may
@@ -439,12 +450,7 @@ func (rs *roomsModule) handleContext(c *Call) {
 	if f.Room.State.LazyLoadMembers {
 		state = lazyMembers(state, append(append([]store.EventRow{row}, before...), after...), c.UserID)
 	}
-	stateRows, err := rs.stateRows(state)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	stateEvs, err := rs.clientEvents(stateRows, view)
+	stateEvs, err := rs.stateEvents(state, view)
 	if err != nil {
 		c.Fail(err)
 		return
@@ -515,12 +521,7 @@ func (rs *roomsModule) handleMembers(c *Call) {
 		}
 		members[k] = e
 	}
-	rows, err := rs.stateRows(members)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	evs, err := rs.clientEvents(rows, rs.viewFor(c, true))
+	evs, err := rs.stateEvents(members, rs.viewFor(c, true))
 	if err != nil {
 		c.Fail(err)
 		return

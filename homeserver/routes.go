@@ -8,4 +8,5 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	accountRoutes,
 	roomRoutes,
 	federationRoutes,
+	e2eeRoutes,
 }

@@ -39,7 +39,7 @@ func (f *Federation) keyRoutes() []Route {
 func (f *Federation) ownKeys() keys.Own {
 	return keys.Own{
 		ServerName: f.n.ServerName(),
-		Keys:       []keys.SigningKey{{ID: f.n.key.ID, Key: f.n.key.Key}},
+		Keys:       []keys.SigningKey{*f.n.key},
 		NoiseKey:   f.n.noise,
 	}
 }
@@ -107,7 +107,7 @@ func (f *Federation) handleKeyQuery(c *Call) {
 			return
 		}
 		raw, err := keys.QueryResponse(crit, querySource{f}, f.n.ServerName(),
-			[]keys.SigningKey{{ID: f.n.key.ID, Key: f.n.key.Key}}, f.n.Now())
+			[]keys.SigningKey{*f.n.key}, f.n.Now())
 		if err != nil {
 			c.Fail(err)
 			return

@@ -53,6 +53,8 @@ type syncResponse struct {
 	ToDevice    eventList        `json:"to_device"`
 	OTKCount    map[string]int   `json:"device_one_time_keys_count"`
 	DeviceLists *json.RawMessage `json:"device_lists,omitempty"`
+	// FallbackKeyTypes: device_unused_fallback_key_types (e2ee.go).
+	FallbackKeyTypes []string `json:"device_unused_fallback_key_types"`
 }
 
 type syncRooms struct {
@@ -350,6 +352,11 @@ func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) 
 				empty = false
 			}
 		}
+	}
+	if news, err := rs.syncE2EE(req, resp, since, now); err != nil {
+		return nil, false, err
+	} else if news {
+		empty = false
 	}
 	return resp, empty, nil
 }

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	fnoise "github.com/flynn/noise"
+
+	"github.com/mxmesh/mxmesh/coap"
 )
 
 // Defaults for the zero values of Config's durations and limits.
 const (
-	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultHandshakeTimeout  = 5 * time.Second // the minimum; see DeriveTimers
 	DefaultHandshakeAttempts = 5
 	DefaultRekeyAfter        = time.Hour
 	DefaultNoReplyTimeout    = 15 * time.Second
@@ -116,20 +118,67 @@ type Config[A Address] struct {
 	// Logger receives debug and info records; nil discards them.
 	Logger *slog.Logger
 
-	HandshakeTimeout  time.Duration // retry message 1 after this; default 5 s
+	// Link describes the link towards the peers, as for the CoAP layer
+	// above; the zero value is a fast link. HandshakeTimeout,
+	// NoReplyTimeout and KeepaliveTimeout left zero are derived from it
+	// (DeriveTimers), so that a slow link is not swamped by retries.
+	Link coap.LinkParams
+	// ExpectsReply says whether the peer will answer a plaintext; nil
+	// means every one is answered. A packet that expects none (a CoAP ACK,
+	// RST or NON) neither starts the no-reply timer when sent nor makes
+	// the receiver owe a keepalive, so a quiet link carries no keepalive
+	// after each exchange. Both ends must use the same rule.
+	ExpectsReply func(plaintext []byte) bool
+
+	HandshakeTimeout  time.Duration // retry message 1 after this; default from Link (5 s on a fast link)
 	HandshakeAttempts int           // give up after this many message 1s; default 5
 	RekeyAfter        time.Duration // new handshake after this session age; default 1 h
 	RejectAfter       time.Duration // never use a session older than this; default 2×RekeyAfter
-	NoReplyTimeout    time.Duration // re-handshake when sent packets get no answer this long; default 15 s
-	KeepaliveTimeout  time.Duration // send an empty packet if we received but sent nothing this long; default 10 s, negative disables
+	NoReplyTimeout    time.Duration // re-handshake when sent packets get no answer this long; default from Link (15 s on a fast link)
+	KeepaliveTimeout  time.Duration // send an empty packet if we received but sent nothing this long; default from Link (10 s on a fast link), negative disables
 	HandshakeRate     float64       // message-1s per second accepted without cookies (burst = 2×); default 50
 	SourceRate        float64       // message-1s per second per source (burst = 2×); default 5
 	MaxQueued         int           // plaintexts queued per peer during a handshake; default 16
 }
 
-func (c *Config[A]) setDefaults() {
+// Timers are the link-dependent timers of an Endpoint.
+type Timers struct {
+	Handshake time.Duration // Config.HandshakeTimeout
+	NoReply   time.Duration // Config.NoReplyTimeout
+	Keepalive time.Duration // Config.KeepaliveTimeout
+}
+
+// DeriveTimers scales the handshake retry, no-reply and keepalive timers
+// to a link, from the ACK_TIMEOUT the CoAP layer derives for it
+// (coap.Derive: 2 s on a fast link, twice the link round trip with a
+// full frame each way on a slow one):
+//
+//	Handshake = max(5 s, ACK_TIMEOUT)     a message 1 and 2 round trip
+//	Keepalive = max(10 s, ACK_TIMEOUT)
+//	NoReply   = max(15 s, 3·ACK_TIMEOUT)  after the peer's keepalive had time to arrive
+//
+// On a fast link these are the WireGuard-like defaults (5 s, 10 s, 15 s);
+// below about 1 kbit/s they stretch, so retries never outpace what the
+// link drains.
+func DeriveTimers(l coap.LinkParams) (Timers, error) {
+	p, err := coap.Derive(l, 0, 0)
+	if err != nil {
+		return Timers{}, fmt.Errorf("noise: derive timers: %w", err)
+	}
+	return Timers{
+		Handshake: max(DefaultHandshakeTimeout, p.AckTimeout),
+		Keepalive: max(DefaultKeepaliveTimeout, p.AckTimeout),
+		NoReply:   max(DefaultNoReplyTimeout, 3*p.AckTimeout),
+	}, nil
+}
+
+func (c *Config[A]) setDefaults() error {
+	t, err := DeriveTimers(c.Link)
+	if err != nil {
+		return err
+	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
+		c.HandshakeTimeout = t.Handshake
 	}
 	if c.HandshakeAttempts <= 0 {
 		c.HandshakeAttempts = DefaultHandshakeAttempts
@@ -141,10 +190,10 @@ func (c *Config[A]) setDefaults() {
 		c.RejectAfter = 2 * c.RekeyAfter
 	}
 	if c.NoReplyTimeout <= 0 {
-		c.NoReplyTimeout = DefaultNoReplyTimeout
+		c.NoReplyTimeout = t.NoReply
 	}
 	if c.KeepaliveTimeout == 0 {
-		c.KeepaliveTimeout = DefaultKeepaliveTimeout
+		c.KeepaliveTimeout = t.Keepalive
 	}
 	if c.HandshakeRate <= 0 {
 		c.HandshakeRate = DefaultHandshakeRate
@@ -158,4 +207,5 @@ func (c *Config[A]) setDefaults() {
 	if c.MaxClients <= 0 {
 		c.MaxClients = DefaultMaxClients
 	}
+	return nil
 }

@@ -201,6 +201,11 @@
 //
 //   - Message 1 is re-sent, as a fresh handshake, every HandshakeTimeout,
 //     HandshakeAttempts times; then EventHandshakeFailed.
+//   - HandshakeTimeout, KeepaliveTimeout and NoReplyTimeout follow the link
+//     (Config.Link, DeriveTimers): 5 s, 10 s and 15 s on a fast link, as
+//     WireGuard's; on a slow one ACK_TIMEOUT, ACK_TIMEOUT and
+//     3·ACK_TIMEOUT, ACK_TIMEOUT being what the CoAP layer derives for the
+//     same link (RFC 7252 §4.8 scaled, package coap).
 //   - The initiator of a session rekeys (a new handshake) after RekeyAfter;
 //     the responder halfway between RekeyAfter and RejectAfter; a session
 //     is never used after RejectAfter or past its counter limit.
@@ -208,8 +213,12 @@
 //     (nothing unauthenticated can be answered). When we sent and received
 //     nothing authenticated for NoReplyTimeout, we start a new handshake.
 //     A peer that received data but has nothing to send answers with an
-//     empty keepalive after KeepaliveTimeout, so a quiet peer is not
-//     mistaken for a restarted one. A restarted peer that wants to talk
+//     empty keepalive (18 bytes) after KeepaliveTimeout, so a quiet peer
+//     is not mistaken for a restarted one. With Config.ExpectsReply (the
+//     gateway uses coap.ExpectsReply: only a CoAP CON is answered), a
+//     packet that expects no answer (an ACK, RST or NON) starts no
+//     no-reply timer and is owed no keepalive: an exchange that ended
+//     with its ACK leaves a quiet link silent. A restarted peer that wants to talk
 //     handshakes itself, and a valid, fresh message 1 from a pinned key
 //     replaces our session at once.
 //   - Both sides initiating at once: each answers the other's message 1

@@ -177,7 +177,9 @@ type slot[A Address] struct {
 
 // New makes an Endpoint from cfg.
 func New[A Address](cfg Config[A]) (*Endpoint[A], error) {
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("noise: new endpoint: %w", err)
+	}
 	if n := len(cfg.ServerName); n == 0 || n > 255 {
 		return nil, fmt.Errorf("noise: new endpoint: server name of %d bytes, want 1–255", n)
 	}
@@ -397,7 +399,7 @@ func (e *Endpoint[A]) Seal(dst []byte, now time.Time, peerName string, plaintext
 			e.startInitiation(p, now)
 		}
 		out := e.sealTransport(dst, s, plaintext)
-		e.noteSent(p, now)
+		e.noteSent(p, now, plaintext)
 		return out, p.addr, nil
 	}
 	if p.init != nil {
@@ -433,11 +435,17 @@ func (e *Endpoint[A]) sendable(s *session[A], now time.Time) bool {
 	return s.sendCtr < rejectAfterMessages && now.Sub(s.created) < e.cfg.RejectAfter
 }
 
-func (e *Endpoint[A]) noteSent(p *peer[A], now time.Time) {
-	if p.unanswered.IsZero() {
+// noteSent records a packet sent to p: the peer owes an answer unless
+// Config.ExpectsReply says none comes; we owe no keepalive any more.
+func (e *Endpoint[A]) noteSent(p *peer[A], now time.Time, plaintext []byte) {
+	if p.unanswered.IsZero() && e.expectsReply(plaintext) {
 		p.unanswered = now
 	}
 	p.keepaliveDue = time.Time{}
+}
+
+func (e *Endpoint[A]) expectsReply(plaintext []byte) bool {
+	return e.cfg.ExpectsReply == nil || e.cfg.ExpectsReply(plaintext)
 }
 
 // sealTransport appends header | ciphertext | tag, the header being the
@@ -673,7 +681,7 @@ func (e *Endpoint[A]) openTransport(dst []byte, now time.Time, from A, pkt []byt
 	if len(out) == len(dst) {
 		return out, "", nil // keepalive
 	}
-	if e.cfg.KeepaliveTimeout > 0 && p.keepaliveDue.IsZero() {
+	if e.cfg.KeepaliveTimeout > 0 && p.keepaliveDue.IsZero() && e.expectsReply(out[len(dst):]) {
 		p.keepaliveDue = now.Add(e.cfg.KeepaliveTimeout)
 	}
 	return out, p.name, nil

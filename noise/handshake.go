@@ -505,7 +505,7 @@ func (e *Endpoint[A]) switched(p *peer[A], now time.Time) {
 	e.log.Debug("noise: session established", "peer", p.name, "initiator", p.cur.initiator)
 	for _, q := range p.queue {
 		e.transmit(p.addr, e.sealTransport(nil, p.cur, q))
-		e.noteSent(p, now)
+		e.noteSent(p, now, q)
 	}
 	p.queue = nil
 }

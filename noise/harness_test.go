@@ -72,6 +72,8 @@ type network struct {
 	filter func(p packet) bool // false drops
 	trace  []string            // with record set: "now from→to hex" per datagram put on the wire
 	record bool
+	// cfg, if set, adjusts each endpoint's Config before New.
+	cfg func(*Config[netip.AddrPort])
 }
 
 func newNetwork(t testing.TB, seed uint64) *network {
@@ -81,8 +83,12 @@ func newNetwork(t testing.TB, seed uint64) *network {
 
 func (nw *network) add(id ident, tofu bool, peers ...Peer[netip.AddrPort]) *node {
 	nw.t.Helper()
-	ep, err := New(Config[netip.AddrPort]{ServerName: id.name, Static: id.kp, SigningKey: id.sign,
-		Peers: peers, TrustOnFirstUse: tofu, Random: clock.SeededRNG(nw.rng.Uint64())})
+	cfg := Config[netip.AddrPort]{ServerName: id.name, Static: id.kp, SigningKey: id.sign,
+		Peers: peers, TrustOnFirstUse: tofu, Random: clock.SeededRNG(nw.rng.Uint64())}
+	if nw.cfg != nil {
+		nw.cfg(&cfg)
+	}
+	ep, err := New(cfg)
 	if err != nil {
 		nw.t.Fatal(err)
 	}

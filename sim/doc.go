@@ -23,10 +23,12 @@
 //     every other server (Noise_KK), and a gateway.MeshRemote as its
 //     federation transport: each federation request a CoAP request over
 //     the Noise session, crossing the simulated links like everything
-//     else. The Noise handshake, keepalive and no-reply timers are
-//     stretched to the endpoint's slowest link (see scaleNoise); the CoAP
-//     timers come from coap.LinkParams of that link, the ACK delay from
-//     its fastest one.
+//     else. The Noise handshake, keepalive and no-reply timers
+//     (noise.DeriveTimers) come from coap.LinkParams of the endpoint's
+//     slowest link; the CoAP timers and ACK delay towards each peer from
+//     the path to that peer (coap.Config.PeerLink, pathParams: latencies,
+//     frame times and per-bit times of the hops added up), so a server
+//     answers its client on a fast link with that link's timers.
 //   - a client is a user created directly in its server's store and logged
 //     in without touching any link; it then speaks the client API over its
 //     own CoAPNode and Noise session (MSC3079: path codes, the access token

@@ -73,15 +73,14 @@ func (s *Sim) newServer(name, dir string, key *homeserver.SigningKey, kp noise.K
 	}
 	lp, ackDelay := s.linkParams(sv.ep.idx)
 	ncfg := noise.Config[netip.AddrPort]{ServerName: name, Static: kp, SigningKey: key.Key, Peers: peers,
-		AcceptClients: true, Random: clock.SeededRNG(master.Uint64()), Logger: s.log}
-	scaleNoise(&ncfg, lp)
+		AcceptClients: true, Random: clock.SeededRNG(master.Uint64()), Logger: s.log, Link: lp, ExpectsReply: coap.ExpectsReply}
 	nz, err := noise.New(ncfg)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
 	if sv.ep.node, err = gateway.NewCoAPNode(gateway.CoAPNodeConfig{Noise: nz, Fallback: sv.door, Logger: s.log,
-		CoAP: coap.Config{Link: lp, AckDelay: ackDelay, RNG: clock.SeededRNG(master.Uint64()), Logger: s.log}}); err != nil {
+		CoAP: coap.Config{Link: lp, AckDelay: ackDelay, PeerLink: s.peerLink(sv.ep.idx), RNG: clock.SeededRNG(master.Uint64()), Logger: s.log}}); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}

@@ -228,18 +228,19 @@ func (s *Sim) build(master *rand.ChaCha8, dir string) error {
 		seed := make([]byte, ed25519.SeedSize)
 		master.Read(seed)
 		ep := s.eps[s.byName[spec.User]]
+		s.byName[noise.ClientName(kp.Public)] = ep.idx // its name at its server
 		lp, ackDelay := s.linkParams(ep.idx)
 		ncfg := noise.Config[netip.AddrPort]{ServerName: noise.ClientPrefix, Static: kp,
 			SigningKey: ed25519.NewKeyFromSeed(seed), Random: clock.SeededRNG(master.Uint64()), Logger: s.log,
+			Link: lp, ExpectsReply: coap.ExpectsReply,
 			Peers: []noise.Peer[netip.AddrPort]{{Name: sv.name, NoiseKey: sv.noiseKey,
 				SigningKey: sv.node.SigningKey().Public(), Addr: sv.ep.addr}}}
-		scaleNoise(&ncfg, lp)
 		nz, err := noise.New(ncfg)
 		if err != nil {
 			return fmt.Errorf("client %s: %w", spec.User, err)
 		}
 		if ep.node, err = gateway.NewCoAPNode(gateway.CoAPNodeConfig{Noise: nz, Logger: s.log,
-			CoAP: coap.Config{Link: lp, AckDelay: ackDelay, RNG: clock.SeededRNG(master.Uint64()), Logger: s.log}}); err != nil {
+			CoAP: coap.Config{Link: lp, AckDelay: ackDelay, PeerLink: s.peerLink(ep.idx), RNG: clock.SeededRNG(master.Uint64()), Logger: s.log}}); err != nil {
 			return fmt.Errorf("client %s: %w", spec.User, err)
 		}
 		c, err := s.newClient(spec, sv, ep)
@@ -304,17 +305,7 @@ func (s *Sim) linkParams(ep int) (slow coap.LinkParams, ackDelay time.Duration) 
 		if l.ends[0] != ep && l.ends[1] != ep {
 			continue
 		}
-		p := coap.LinkParams{BitRate: l.spec.Bitrate, Latency: l.spec.Latency.D(), FrameTime: l.spec.FrameTime.D(), MTU: l.spec.MTU}
-		if p.BitRate > 0 {
-			frac := 1.0
-			if dc := l.spec.DutyCycle; dc != nil {
-				frac = float64(dc.On) / float64(dc.Period)
-			}
-			if f := l.spec.MaxAirtime; f > 0 {
-				frac = min(frac, f)
-			}
-			p.BitRate = max(1, int(float64(p.BitRate)*frac))
-		}
+		p := l.params()
 		if pr, err := coap.Derive(p, 0, 0); err == nil && (fastAck == 0 || pr.AckTimeout < fastAck) {
 			fastAck = pr.AckTimeout
 		}
@@ -330,18 +321,63 @@ func (s *Sim) linkParams(ep int) (slow coap.LinkParams, ackDelay time.Duration) 
 	return slow, fastAck / 4
 }
 
-// scaleNoise stretches the Noise timers for a slow link: the defaults
-// (5 s handshake retry, 15 s without a reply, 10 s keepalive) are shorter
-// than one handshake message takes at a few dozen bit/s, and would resend
-// faster than the link drains.
-func scaleNoise(cfg *noise.Config[netip.AddrPort], lp coap.LinkParams) {
-	p, err := coap.Derive(lp, 0, 0)
-	if err != nil {
-		return
+// params describes l for the CoAP and Noise timers, with the bit rate a
+// duty cycle or airtime limit leaves.
+func (l *link) params() coap.LinkParams {
+	p := coap.LinkParams{BitRate: l.spec.Bitrate, Latency: l.spec.Latency.D(), FrameTime: l.spec.FrameTime.D(), MTU: l.spec.MTU}
+	if p.BitRate > 0 {
+		frac := 1.0
+		if dc := l.spec.DutyCycle; dc != nil {
+			frac = float64(dc.On) / float64(dc.Period)
+		}
+		if f := l.spec.MaxAirtime; f > 0 {
+			frac = min(frac, f)
+		}
+		p.BitRate = max(1, int(float64(p.BitRate)*frac))
 	}
-	cfg.HandshakeTimeout = max(noise.DefaultHandshakeTimeout, p.AckTimeout)
-	cfg.NoReplyTimeout = max(noise.DefaultNoReplyTimeout, 3*p.AckTimeout)
-	cfg.KeepaliveTimeout = max(noise.DefaultKeepaliveTimeout, p.AckTimeout)
+	return p
+}
+
+// peerLink gives endpoint ep's CoAP engine the path towards each peer
+// (coap.Config.PeerLink), so that a server's timers and ACK delay towards
+// a client on a fast link are not those of its slow radio link. The peer
+// is named as Noise names it: a server name, or a client's key name.
+func (s *Sim) peerLink(ep int) func(coap.Peer) (coap.LinkParams, bool) {
+	return func(p coap.Peer) (coap.LinkParams, bool) {
+		to, ok := s.byName[string(p)]
+		if !ok {
+			return coap.LinkParams{}, false
+		}
+		return s.pathParams(ep, to)
+	}
+}
+
+// pathParams combines the links of the route from one endpoint to
+// another, store and forward: latencies and frame times add up, so do the
+// per-bit times (1/bit rate), and the smallest MTU holds.
+func (s *Sim) pathParams(from, to int) (coap.LinkParams, bool) {
+	var p coap.LinkParams
+	var perBit float64
+	for v, hops := from, 0; v != to; hops++ {
+		ld := s.eps[v].next[to]
+		if ld == nil || hops > len(s.eps) {
+			return coap.LinkParams{}, false
+		}
+		lp := ld.l.params()
+		p.Latency += lp.Latency
+		p.FrameTime += lp.FrameTime
+		if lp.BitRate > 0 {
+			perBit += 1 / float64(lp.BitRate)
+		}
+		if lp.MTU > 0 && (p.MTU == 0 || lp.MTU < p.MTU) {
+			p.MTU = lp.MTU
+		}
+		v = ld.l.to(ld.d)
+	}
+	if perBit > 0 {
+		p.BitRate = max(1, int(1/perBit))
+	}
+	return p, true
 }
 
 // flush sends what the endpoint's CoAPNode has queued and re-arms its

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mxmesh/mxmesh/clock"
+	"github.com/mxmesh/mxmesh/coap"
 	"github.com/mxmesh/mxmesh/gateway"
 )
 
@@ -38,10 +39,14 @@ func startCoAPFrontDoor(env *serveEnv) (stop func(), err error) {
 		if err != nil {
 			return nil, err
 		}
+		link, err := cfg.Mesh.Link.Params()
+		if err != nil {
+			return nil, err
+		}
 		s, err := gateway.ListenCoAPFrontDoor(gateway.CoAPFrontDoorListenConfig{Addr: cfg.CoAPAddr,
 			ServerName: cfg.ServerName, Static: kp, SigningKey: env.Key.Key, Peers: pins,
 			TrustOnFirstUse: cfg.Mesh.TrustOnFirstUse, AcceptClients: cfg.Mesh.AcceptClients,
-			Door: door, Clock: clock.Real(), Logger: env.Log})
+			Door: door, CoAP: coap.Config{Link: link, Logger: env.Log}, Clock: clock.Real(), Logger: env.Log})
 		if err != nil {
 			return nil, fmt.Errorf("coap front door: %w", err)
 		}
@@ -50,7 +55,7 @@ func startCoAPFrontDoor(env *serveEnv) (stop func(), err error) {
 			// One socket: the front door and outbound mesh federation.
 			env.Mesh.Attach(s.Go)
 		}
-		env.Log.Info("coap/noise listening", "addr", s.Addr(), "pins", len(pins))
+		env.Log.Info("coap/noise listening", "addr", s.Addr(), "pins", len(pins), "bit_rate", link.BitRate, "frame_time", link.FrameTime)
 	}
 	if cfg.Mesh.PlainCoAPAddr != "" {
 		s, err := gateway.ListenCoAPFrontDoor(gateway.CoAPFrontDoorListenConfig{Addr: cfg.Mesh.PlainCoAPAddr,

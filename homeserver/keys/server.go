@@ -41,13 +41,6 @@ var ErrBadResponse = errors.New("bad server key response")
 // time asked about.
 var ErrExpired = errors.New("server key expired")
 
-// SigningKey is one of our ed25519 signing keys.
-type SigningKey struct {
-	// ID is the full key ID, "ed25519:" and a version of [a-zA-Z0-9_].
-	ID  string
-	Key ed25519.PrivateKey
-}
-
 // OldKey is a key a server no longer uses, published in old_verify_keys.
 type OldKey struct {
 	Key ed25519.PublicKey

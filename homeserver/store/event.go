@@ -101,20 +101,7 @@ func (t *RoomTx) SetForwardExtremities(roomID string, eventIDs []string) error {
 
 // ForwardExtremities returns a room's forward extremities, sorted.
 func (s *Store) ForwardExtremities(roomID string) ([]string, error) {
-	rows, err := s.DB.Query(`SELECT event_id FROM forward_extremities WHERE room_id = ? ORDER BY event_id`, roomID)
-	if err != nil {
-		return nil, fmt.Errorf("store: extremities %s: %w", roomID, describe(err))
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: extremities %s: %w", roomID, err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return s.queryStrings("extremities "+roomID, `SELECT event_id FROM forward_extremities WHERE room_id = ? ORDER BY event_id`, roomID)
 }
 
 // Event returns the stored event with the given ID, or ErrNotFound.

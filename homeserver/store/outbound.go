@@ -121,23 +121,7 @@ func (s *Store) OutboundCount(dest string) (int, error) {
 // OutboundDestinations returns, in name order, every destination with
 // queued items.
 func (s *Store) OutboundDestinations() ([]string, error) {
-	rows, err := s.DB.Query(`SELECT DISTINCT destination FROM federation_outbound ORDER BY destination`)
-	if err != nil {
-		return nil, fmt.Errorf("store: outbound destinations: %w", describe(err))
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var d string
-		if err := rows.Scan(&d); err != nil {
-			return nil, fmt.Errorf("store: outbound destinations: %w", describe(err))
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: outbound destinations: %w", describe(err))
-	}
-	return out, nil
+	return s.queryStrings("outbound destinations", `SELECT DISTINCT destination FROM federation_outbound ORDER BY destination`)
 }
 
 // Destination returns dest's backoff state; a destination with none has

@@ -328,18 +328,5 @@ func (s *Store) SetPublished(roomID string, published bool) error {
 
 // PublishedRooms lists the rooms in the published room directory, sorted.
 func (s *Store) PublishedRooms() ([]string, error) {
-	rows, err := s.DB.Query(`SELECT room_id FROM rooms WHERE published = TRUE ORDER BY room_id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: published rooms: %w", describe(err))
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: published rooms: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return s.queryStrings("published rooms", `SELECT room_id FROM rooms WHERE published = TRUE ORDER BY room_id`)
 }

@@ -140,20 +140,7 @@ func (t *RoomTx) DeleteRemoteInvite(roomID, userID string) error {
 
 // Successors lists the stored events that name eventID in prev_events.
 func (s *Store) Successors(eventID string) ([]string, error) {
-	rows, err := s.DB.Query(`SELECT event_id FROM event_edges WHERE prev_event_id = ? ORDER BY event_id`, eventID)
-	if err != nil {
-		return nil, fmt.Errorf("store: successors of %s: %w", eventID, describe(err))
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: successors of %s: %w", eventID, err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return s.queryStrings("successors of "+eventID, `SELECT event_id FROM event_edges WHERE prev_event_id = ? ORDER BY event_id`, eventID)
 }
 
 // OldestRoomEvent returns a room's timeline event with the smallest stream

@@ -129,6 +129,28 @@ func describe(err error) error {
 	return err
 }
 
+// queryStrings runs a query whose rows are one text column and returns
+// them in order; errors name op.
+func (s *Store) queryStrings(op, query string, args ...any) ([]string, error) {
+	rows, err := s.DB.Query(query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, describe(err))
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", op, describe(err))
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, describe(err))
+	}
+	return out, nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
 	if err := s.DB.Close(); err != nil {

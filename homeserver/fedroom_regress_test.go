@@ -1,0 +1,107 @@
+package homeserver
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestFedRoomCreateRoomInvitesRemoteUser: a remote user in createRoom's
+// "invite" list gets the federation invite (v2 /invite), exactly like
+// POST /invite, so their server shows it in /sync and they can join.
+func TestFedRoomCreateRoomInvitesRemoteUser(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	b, _ := fn.node("b.test", t.TempDir(), 2)
+	alice, bob, carol := fn.user(a, "alice"), fn.user(b, "bob"), fn.user(a, "carol")
+	roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{
+		"name": "direct", "is_direct": true, "invite": []string{bob.id, carol.id}}).str("room_id")
+	if m := roomsOf(b.Node).membership(roomID, bob.id); m != "invite" {
+		t.Fatalf("b.test has bob as %q after createRoom, want invite", m)
+	}
+	s := fn.call(b, 200, "GET", "/_matrix/client/v3/sync", bob.token, nil)
+	inv, _ := s.Body["rooms"].(map[string]any)["invite"].(map[string]any)
+	if inv[roomID] == nil {
+		t.Fatalf("bob's sync has no invite to %s: %s", roomID, s.Raw)
+	}
+	if !strings.Contains(string(s.Raw), `"is_direct":true`) {
+		t.Fatalf("bob's invite lost is_direct: %s", s.Raw)
+	}
+	if m := fn.membership(alice, roomID, carol.id); m != "invite" {
+		t.Fatalf("a.test has carol as %q, want invite", m)
+	}
+	fn.call(b, 200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), bob.token, map[string]any{})
+	if m := fn.membership(alice, roomID, bob.id); m != "join" {
+		t.Fatalf("a.test sees bob as %q after his join, want join", m)
+	}
+}
+
+// TestFedRoomCreateRoomRemoteInviteFailure: an invitee whose server
+// cannot be reached does not cost the creator the room.
+func TestFedRoomCreateRoomRemoteInviteFailure(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	alice := fn.user(a, "alice")
+	r := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{
+		"invite": []string{"@nobody:gone.test"}})
+	roomID := r.str("room_id")
+	if roomID == "" {
+		t.Fatalf("no room_id: %s", r.Raw)
+	}
+	if m := fn.membership(alice, roomID, "@nobody:gone.test"); m != "" {
+		t.Fatalf("unreachable invitee stored as %q", m)
+	}
+}
+
+// TestFedRoomPDUWakesLongPoll: a PDU received over federation answers a
+// local user's pending long-poll /sync at once, not at its timeout.
+func TestFedRoomPDUWakesLongPoll(t *testing.T) {
+	fn, alice, bob, roomID := twoServers(t)
+	s := fn.call(bob.tn, 200, "GET", "/_matrix/client/v3/sync", bob.token, nil)
+	since := s.str("next_batch")
+	poll, _ := bob.tn.start("GET", "/_matrix/client/v3/sync?timeout=30000&since="+url.QueryEscape(since), bob.token, nil)
+	fn.run()
+	if poll.Answered {
+		t.Fatalf("long poll answered before anything happened: %s", poll.Raw)
+	}
+	start := fn.clock.Now()
+	fn.say(alice, roomID, "wake up")
+	if !fn.clock.Now().Equal(start) {
+		t.Fatalf("clock moved from %v to %v", start, fn.clock.Now())
+	}
+	if !poll.Answered || poll.Status != 200 {
+		t.Fatalf("long poll not answered by the federated message: answered=%v %d %s", poll.Answered, poll.Status, poll.Raw)
+	}
+	if !strings.Contains(string(poll.Raw), `"wake up"`) {
+		t.Fatalf("long poll answer lacks the message: %s", poll.Raw)
+	}
+}
+
+// TestFedRoomThirdPartyInviteSignature: an invite derived from a
+// third-party invite needs no signature from the sender's server, as in
+// the auth rules (server-server-api "Validating hashes and signatures on
+// received events"); any other event still does, and every server it must
+// be signed by is still checked.
+func TestFedRoomThirdPartyInviteSignature(t *testing.T) {
+	fn, alice, bob, carol, roomID := threeServers(t)
+	fr := fedRoomsOf(alice.tn.Node)
+	rm, err := roomsOf(alice.tn.Node).room(roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave := "@dave:b.test"
+	tpi := map[string]any{"membership": "invite", "third_party_invite": map[string]any{
+		"display_name": "dave", "signed": map[string]any{"mxid": dave, "token": "tok", "signatures": map[string]any{}}}}
+	// carol's invite, built and signed by b.test (dave's server) alone.
+	ev := forge(t, signerOf(bob.tn), rm, carol.id, "m.room.member", strPtr(dave), tpi, rm.extremities, rm.state, rm.depth+1)
+	if _, err := fr.verifySignatures(ev); err != nil {
+		t.Fatalf("third-party invite signed by the invitee's server: %v", err)
+	}
+	// The same without third_party_invite must carry c.test's signature.
+	plain := forge(t, signerOf(bob.tn), rm, carol.id, "m.room.member", strPtr(dave), map[string]any{"membership": "invite"},
+		rm.extremities, rm.state, rm.depth+1)
+	if _, err := fr.verifySignatures(plain); err == nil || !strings.Contains(err.Error(), "c.test") {
+		t.Fatalf("plain invite without the sender's signature: err %v, want rejection naming c.test", err)
+	}
+	_ = fn
+}
