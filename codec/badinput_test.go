@@ -98,7 +98,7 @@ func TestFrameBadInput(t *testing.T) {
 		{"dictionary version mismatch", append([]byte{0x22}, good[1:]...), TableMesh1, ErrDictionary},
 		{"garbage zstd body", []byte{0x12, 0xde, 0xad, 0xbe, 0xef}, TableMesh1, ErrMalformed},
 		{"truncated zstd body", good[:len(good)/2], TableMesh1, ErrMalformed},
-		{"table not negotiated", []byte{0x02, 0xf6}, TableMSC3079, nil},
+		{"table not negotiated", []byte{0x02, 0xf6}, TableMSC3079, ErrNotNegotiated},
 		{"unknown table", []byte{0x0f, 0xf6}, TableMesh1, nil},
 	}
 	for _, c := range cases {

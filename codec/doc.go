@@ -45,12 +45,28 @@
 //
 // # Negotiation
 //
-// The table is chosen per connection: each side advertises the newest table
-// and dictionary it speaks (for clients, MSC3079's "cbor_enum_version" in
-// /versions and CoAP option 257; between mesh servers, in the Noise
-// handshake payload) and both use the smaller. TableMSC3079 payloads go out
-// as bare CBOR with Content-Format application/cbor (RFC 7252 §12.3, 60);
-// mesh-table payloads go out as frames.
+// Each side has a limit: the newest table and dictionary it reads and
+// writes (FrameOptions; FramesLatest by default, older by configuration).
+// Tables and dictionaries only grow, so a side reads every version up to
+// its limit, and two sides both read FrameOptions.Min of their limits.
+// The codec itself only supplies the pieces; the transport (package
+// gateway, doc "Frame versions") runs the exchange:
+//
+//   - a limit travels as one byte laid out like a frame header
+//     (VersionsByte, ParseVersions): bits 7–4 the dictionary, bits 3–0 the
+//     table; 0x12 is TableMesh1 with dictionary 1;
+//   - a peer that sends no limit is taken to read FramesBaseline
+//     (TableMesh1, dictionary 1, the first release's newest), so peers at
+//     the baseline never spend a byte on it;
+//   - DecodeFrameLimit refuses a frame newer than the receiver's limit with
+//     ErrNotNegotiated (and returns its header); the receiver answers with
+//     its limit and the sender writes again within it.
+//
+// MSC3079 clients are outside this: they send bare CBOR (Content-Format
+// application/cbor, RFC 7252 §12.3, 60) in TableMSC3079 and get it back.
+// NOTSPEC: MSC3079 has servers advertise "cbor_enum_version" under
+// "m.low_bandwidth" in /versions; it is not advertised or read here. Its
+// version 1, the only one the MSC defines, is TableMSC3079.
 //
 // # Frames (EncodeFrame, DecodeFrame)
 //

@@ -42,11 +42,53 @@ var ErrDictionary = errors.New("unknown dictionary version")
 //go:embed dictionaries/mesh-v1.bin
 var dictV1 []byte
 
-// FrameOptions are what the two ends of a connection negotiated.
+// FrameOptions are what the two ends of a connection negotiated: the
+// table and dictionary frames are written in, or, as a limit, the newest
+// ones a side reads.
 type FrameOptions struct {
 	Table Table
 	// Dict is the dictionary version to compress with; 0 never compresses.
 	Dict int
+}
+
+// FramesLatest is the newest table and dictionary this build speaks.
+var FramesLatest = FrameOptions{Table: TableLatest, Dict: DictLatest}
+
+// FramesBaseline is what a peer that advertises no limit is taken to read:
+// the newest table and dictionary of the first release that spoke frames
+// (TableMesh1, dictionary 1). A side whose limit differs says so (the
+// package doc, "Negotiation"), so that today's peers pay no byte for it.
+var FramesBaseline = FrameOptions{Table: TableMesh1, Dict: 1}
+
+// ErrNotNegotiated: a frame is written in a table or dictionary newer than
+// the receiver's limit (see the package doc, "Negotiation").
+var ErrNotNegotiated = errors.New("frame version not negotiated")
+
+// Min returns the older of o and p, table and dictionary each: what two
+// sides with these limits both speak (tables and dictionaries only grow).
+func (o FrameOptions) Min(p FrameOptions) FrameOptions {
+	return FrameOptions{Table: min(o.Table, p.Table), Dict: min(o.Dict, p.Dict)}
+}
+
+// Admits says whether a side whose limit is o reads a frame with header h.
+func (o FrameOptions) Admits(h FrameHeader) bool {
+	return h.Table <= o.Table && h.Dict <= o.Dict
+}
+
+// VersionsByte is o as one byte laid out like a frame header: bits 7–4 the
+// dictionary version, bits 3–0 the table. It is how a side advertises its
+// limit (the package doc, "Negotiation").
+func (o FrameOptions) VersionsByte() (byte, error) {
+	if o.Table > hdrTableMask || o.Dict < 0 || o.Dict > 0xff>>hdrDictShift {
+		return 0, fmt.Errorf("codec: versions: table %d or dictionary %d out of range", o.Table, o.Dict)
+	}
+	return byte(o.Dict)<<hdrDictShift | byte(o.Table), nil
+}
+
+// ParseVersions reads a versions byte. Versions newer than this build's are
+// kept as they are: Min with the local limit brings them down.
+func ParseVersions(b byte) FrameOptions {
+	return FrameOptions{Table: Table(b & hdrTableMask), Dict: int(b >> hdrDictShift)}
 }
 
 // EncodeFrame appends a frame carrying the JSON value j: one header byte and
@@ -110,12 +152,25 @@ func ParseFrameHeader(f []byte) (FrameHeader, error) {
 // newest table negotiated with the peer; a frame claiming a newer one, or a
 // dictionary this build lacks, is an error.
 func DecodeFrame(dst, f []byte, maxTable Table) ([]byte, FrameHeader, error) {
+	return DecodeFrameLimit(dst, f, FrameOptions{Table: maxTable, Dict: DictLatest})
+}
+
+// DecodeFrameLimit is DecodeFrame for a receiver whose limit is max: a frame
+// in a newer table or dictionary fails with an error wrapping
+// ErrNotNegotiated (the header is still returned, so the caller can answer
+// with its limit).
+func DecodeFrameLimit(dst, f []byte, max FrameOptions) ([]byte, FrameHeader, error) {
 	h, err := ParseFrameHeader(f)
 	if err != nil {
 		return dst, h, err
 	}
-	if h.Table > maxTable || !h.Table.valid() {
-		return dst, h, fmt.Errorf("codec: frame: table %d not negotiated (max %d)", h.Table, maxTable)
+	if !max.Admits(h) || !h.Table.valid() || h.Dict > DictLatest {
+		err := fmt.Errorf("codec: frame: %w: table %d, dictionary %d (this side reads up to %d, %d)",
+			ErrNotNegotiated, h.Table, h.Dict, min(max.Table, TableLatest), min(max.Dict, DictLatest))
+		if h.Dict > DictLatest {
+			err = fmt.Errorf("%w: %w", err, ErrDictionary)
+		}
+		return dst, h, err
 	}
 	body := f[1:]
 	if h.Dict != 0 {

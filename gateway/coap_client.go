@@ -159,7 +159,7 @@ func (c *CoAPClient) Do(ctx context.Context, method, path string, body []byte) (
 	var payload []byte
 	if body != nil {
 		var f message.MediaType
-		if payload, f = encodeBody(body, c.format); f != c.format {
+		if payload, f = encodeBody(body, replyAs{cf: c.format, frames: codec.FramesLatest}); f != c.format {
 			return nil, fmt.Errorf("gateway: coap client %s %s: body not carriable as content format %d", method, path, c.format)
 		}
 	}
@@ -231,6 +231,12 @@ func newAPIRequest(code codes.Code, path string, payload []byte, format message.
 }
 
 func decodeAPIResponse(m coap.Message) (*CoAPResponse, error) {
+	return decodeAPIResponseLimit(m, codec.FramesLatest)
+}
+
+// decodeAPIResponseLimit is decodeAPIResponse for a side that reads frames
+// up to limit.
+func decodeAPIResponseLimit(m coap.Message, limit codec.FrameOptions) (*CoAPResponse, error) {
 	r := &CoAPResponse{Code: m.Code, Status: HTTPStatus(m.Code), JSON: m.Payload}
 	cf, err := m.Options.ContentFormat()
 	switch {
@@ -241,7 +247,7 @@ func decodeAPIResponse(m coap.Message) (*CoAPResponse, error) {
 		}
 		r.JSON = j
 	case err == nil && cf == ContentFormatMeshFrame:
-		j, _, err := codec.DecodeFrame(nil, m.Payload, codec.TableLatest)
+		j, _, err := codec.DecodeFrameLimit(nil, m.Payload, limit)
 		if err != nil {
 			return nil, fmt.Errorf("decode %v answer: %w", m.Code, err)
 		}

@@ -33,6 +33,16 @@ const (
 	// a number from the experimental range (RFC 7252 §12.3), until one is
 	// registered; MSC3079 clients never send or accept it.
 	ContentFormatMeshFrame message.MediaType = 65060
+	// OptionFrameVersions carries the newest codec table and dictionary a
+	// side reads, as one opaque byte laid out like a frame header
+	// (codec.FrameOptions.VersionsByte: bits 7–4 dictionary, 3–0 table). A
+	// request carries it when its sender's limit is not
+	// codec.FramesBaseline; a 4.15 answer to a frame the receiver cannot
+	// read carries the receiver's limit (doc.go "Frame versions").
+	// NOTSPEC: a number from the experimental range (RFC 7252 §12.2);
+	// elective and unsafe (§5.4.6), so peers that do not know it ignore it
+	// and proxies do not forward it.
+	OptionFrameVersions message.OptionID = 65002
 	// DefaultMaxSyncWait caps the long-poll of /sync over CoAP.
 	DefaultMaxSyncWait = 20 * time.Second
 	// DefaultObserveMaxAge is the Max-Age of /sync observation answers and
@@ -60,7 +70,11 @@ type CoAPFrontDoorConfig struct {
 	// ObserveMaxAge is the Max-Age of /sync observations; default
 	// DefaultObserveMaxAge.
 	ObserveMaxAge time.Duration
-	Logger        *slog.Logger
+	// Frames, when set, is the newest table and dictionary this door reads
+	// and writes (it may only be older than codec.FramesLatest); nil
+	// means codec.FramesLatest.
+	Frames *codec.FrameOptions
+	Logger *slog.Logger
 }
 
 // CoAPFrontDoor translates CoAP requests into homeserver.Requests and the
@@ -76,6 +90,7 @@ type CoAPFrontDoor struct {
 	maxSync time.Duration
 	maxAge  uint32 // seconds
 	max     int64
+	frames  codec.FrameOptions
 	log     *slog.Logger
 	// tokens holds each peer's last Authorization option (MSC3079: the
 	// server MUST reuse it when a request omits it); tokenOrder lists the
@@ -95,6 +110,13 @@ type syncObservation struct {
 	since   string // next_batch of the last answer or notification sent
 }
 
+// replyAs is how to encode the answers to one request: the content format,
+// and for mesh frames the newest table and dictionary both sides read.
+type replyAs struct {
+	cf     message.MediaType
+	frames codec.FrameOptions
+}
+
 // maxStickyTokens bounds the remembered access tokens; a forgotten client
 // gets 401 M_MISSING_TOKEN and sends its token again.
 const maxStickyTokens = 4096
@@ -108,6 +130,10 @@ func NewCoAPFrontDoor(cfg CoAPFrontDoorConfig) (*CoAPFrontDoor, error) {
 		max: cfg.Node.Config().MaxRequestBytes, tokens: map[string]string{}, observations: map[string]*syncObservation{}}
 	if f.post == nil {
 		f.post = func(fn func()) error { fn(); return nil }
+	}
+	f.frames = codec.FramesLatest
+	if cfg.Frames != nil {
+		f.frames = f.frames.Min(*cfg.Frames)
 	}
 	if f.maxSync <= 0 {
 		f.maxSync = DefaultMaxSyncWait
@@ -152,8 +178,11 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 	if err := f.post(func() {
 		if packed {
 			// Unpacking reads the node's room state: inside the loop.
-			body, err := unpackTransaction(r.Msg.Payload, f.node.MeshRoomContext)
+			body, err := unpackTransaction(r.Msg.Payload, f.node.MeshRoomContext, f.frames)
 			switch {
+			case errors.Is(err, codec.ErrNotNegotiated):
+				reply(*f.versionsError(accept, err))
+				return
 			case errors.Is(err, codec.ErrStateMismatch):
 				f.log.Debug("coap: packed transaction does not rebuild", "peer", r.Peer, "err", err)
 				reply(*coapError(codes.Conflict, accept, ErrCodeStateMismatch, err.Error()))
@@ -189,9 +218,14 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 //     the node loop (mesh_pack.go); 50 or none is JSON.
 //
 // It returns the content format to answer with, or a CoAP error answer.
-func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.MediaType, *coap.Message) {
+func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, replyAs, *coap.Message) {
 	m := &r.Msg
-	accept := ContentFormatCBOR
+	// The peer reads what it advertised, or the baseline when silent.
+	peer := codec.FramesBaseline
+	if v, err := m.Options.GetBytes(OptionFrameVersions); err == nil && len(v) == 1 {
+		peer = codec.ParseVersions(v[0])
+	} // RFC 7252 §5.4.3: a value of another length is an unrecognized (elective) option: ignored.
+	accept := replyAs{cf: ContentFormatCBOR, frames: f.frames.Min(peer)}
 	method := ""
 	switch m.Code {
 	case codes.GET:
@@ -210,14 +244,15 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 		format, hasFormat = cf, true
 	}
 	if a, err := m.Options.Accept(); err == nil {
-		accept = a
+		accept.cf = a
 	} else if hasFormat && format == ContentFormatJSON || !hasFormat && len(m.Payload) > 0 {
 		// MSC3079: a server MUST NOT answer a JSON request with CBOR unless
 		// the client accepts CBOR.
-		accept = ContentFormatJSON
+		accept.cf = ContentFormatJSON
 	}
-	if accept != ContentFormatJSON && accept != ContentFormatCBOR && accept != ContentFormatMeshFrame {
-		return nil, ContentFormatCBOR, coapError(codes.NotAcceptable, ContentFormatCBOR, homeserver.ErrCodeUnrecognized, "only application/json (50), application/cbor (60) and mesh frames (65060) are served")
+	if accept.cf != ContentFormatJSON && accept.cf != ContentFormatCBOR && accept.cf != ContentFormatMeshFrame {
+		accept.cf = ContentFormatCBOR
+		return nil, accept, coapError(codes.NotAcceptable, accept, homeserver.ErrCodeUnrecognized, "only application/json (50), application/cbor (60) and mesh frames (65060) are served")
 	}
 
 	var segs []string
@@ -276,7 +311,10 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 			}
 			req.Body = j
 		case ContentFormatMeshFrame:
-			j, _, err := codec.DecodeFrame(nil, m.Payload, codec.TableLatest)
+			j, _, err := codec.DecodeFrameLimit(nil, m.Payload, f.frames)
+			if errors.Is(err, codec.ErrNotNegotiated) {
+				return nil, accept, f.versionsError(accept, err)
+			}
 			if err != nil {
 				return nil, accept, coapError(codes.BadRequest, accept, homeserver.ErrCodeNotJSON, "request body is not a frame this server reads: "+err.Error())
 			}
@@ -302,7 +340,7 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, message.
 // the observer is gone (deregistered, reset, unacknowledged) or a /sync
 // fails; the failure is pushed as the final notification. Runs in the
 // node loop.
-func (f *CoAPFrontDoor) observeSync(r *CoAPRequest, req *homeserver.Request, accept message.MediaType, reply func(coap.Message)) {
+func (f *CoAPFrontDoor) observeSync(r *CoAPRequest, req *homeserver.Request, accept replyAs, reply func(coap.Message)) {
 	key := r.Peer + "\x00" + string(r.Token)
 	first := *req
 	first.Query = cloneValues(req.Query)
@@ -330,7 +368,7 @@ func (f *CoAPFrontDoor) observeSync(r *CoAPRequest, req *homeserver.Request, acc
 	})
 }
 
-func (f *CoAPFrontDoor) pollSync(key string, o *syncObservation, r *CoAPRequest, base *homeserver.Request, since string, accept message.MediaType) {
+func (f *CoAPFrontDoor) pollSync(key string, o *syncObservation, r *CoAPRequest, base *homeserver.Request, since string, accept replyAs) {
 	if o.stopped {
 		return
 	}
@@ -377,7 +415,7 @@ func (f *CoAPFrontDoor) endObservation(key string, o *syncObservation) {
 
 // encodeSync encodes a /sync answer and returns its next_batch ("" when
 // it failed).
-func (f *CoAPFrontDoor) encodeSync(resp homeserver.Response, accept message.MediaType) (coap.Message, string) {
+func (f *CoAPFrontDoor) encodeSync(resp homeserver.Response, accept replyAs) (coap.Message, string) {
 	m, j := f.encode(codes.GET, resp, accept)
 	if resp.Status != 200 {
 		return m, ""
@@ -437,13 +475,13 @@ func remoteKey(peer string) string {
 
 // encodeResponse turns a node answer into a CoAP response: the status by
 // statusCode, the body as CBOR (MSC3079 keys) or JSON as accept says.
-func (f *CoAPFrontDoor) encodeResponse(method codes.Code, resp homeserver.Response, accept message.MediaType) coap.Message {
+func (f *CoAPFrontDoor) encodeResponse(method codes.Code, resp homeserver.Response, accept replyAs) coap.Message {
 	m, _ := f.encode(method, resp, accept)
 	return m
 }
 
 // encode is encodeResponse, also returning the body as JSON.
-func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, accept message.MediaType) (coap.Message, []byte) {
+func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, accept replyAs) (coap.Message, []byte) {
 	var j []byte
 	if resp.Body == nil {
 		j = []byte("{}")
@@ -455,14 +493,14 @@ func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, acce
 		}
 	}
 	m := coap.Message{Code: statusCode(method, resp.Status)}
-	asked := accept
-	if m.Payload, accept = encodeBody(j, accept); accept != asked {
+	var cf message.MediaType
+	if m.Payload, cf = encodeBody(j, accept); cf != accept.cf {
 		f.log.Debug("coap: response not carriable as CBOR, sent as JSON", "status", resp.Status)
 	}
-	if accept == ContentFormatJSON {
+	if cf == ContentFormatJSON {
 		m.Payload = j
 	}
-	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), accept)
+	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), cf)
 	if resp.Status == 429 {
 		if b, ok := resp.Body.(map[string]any); ok {
 			if ms, ok := b["retry_after_ms"].(int64); ok && ms > 0 {
@@ -474,34 +512,46 @@ func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, acce
 	return m, j
 }
 
-func coapError(code codes.Code, accept message.MediaType, errcode, msg string) *coap.Message {
+// versionsError is the 4.15 answer to a frame in a table or dictionary
+// newer than this door reads: OptionFrameVersions carries the door's limit,
+// and the sender resends in what both read (doc.go "Frame versions").
+func (f *CoAPFrontDoor) versionsError(accept replyAs, err error) *coap.Message {
+	m := coapError(codes.UnsupportedMediaType, accept, homeserver.ErrCodeNotJSON, err.Error())
+	b, _ := f.frames.VersionsByte() // f.frames ≤ codec.FramesLatest: in range
+	m.Options = m.Options.Add(message.Option{ID: OptionFrameVersions, Value: []byte{b}})
+	return m
+}
+
+func coapError(code codes.Code, accept replyAs, errcode, msg string) *coap.Message {
 	j, _ := json.Marshal(map[string]string{"errcode": errcode, "error": msg})
 	m := coap.Message{Code: code}
-	if m.Payload, accept = encodeBody(j, accept); accept == ContentFormatJSON {
+	var cf message.MediaType
+	if m.Payload, cf = encodeBody(j, accept); cf == ContentFormatJSON {
 		m.Payload = j
 	}
-	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), accept)
+	m.Options, _, _ = m.Options.SetContentFormat(make([]byte, 4), cf)
 	return &m
 }
 
-// encodeBody encodes JSON j as the content format accept asks for. JSON
-// that CBOR cannot carry (a float, say, in account data) falls back to
-// JSON: it returns nil and ContentFormatJSON, and the caller sends j.
-func encodeBody(j []byte, accept message.MediaType) ([]byte, message.MediaType) {
+// encodeBody encodes JSON j as the content format accept asks for, mesh
+// frames in accept.frames. JSON that CBOR cannot carry (a float, say, in
+// account data) falls back to JSON: it returns nil and ContentFormatJSON,
+// and the caller sends j.
+func encodeBody(j []byte, accept replyAs) ([]byte, message.MediaType) {
 	var out []byte
 	var err error
-	switch accept {
+	switch accept.cf {
 	case ContentFormatCBOR:
 		out, _, err = codec.Encode(nil, j, codec.TableMSC3079)
 	case ContentFormatMeshFrame:
-		out, _, err = codec.EncodeFrame(nil, j, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest})
+		out, _, err = codec.EncodeFrame(nil, j, accept.frames)
 	default:
 		return nil, ContentFormatJSON
 	}
 	if err != nil {
 		return nil, ContentFormatJSON
 	}
-	return out, accept
+	return out, accept.cf
 }
 
 // statusCode maps an HTTP status to a CoAP response code as RFC 8075 §7

@@ -31,8 +31,10 @@
 //     the server keeps it per key (at most 4096, oldest forgotten first;
 //     a forgotten client gets 401 M_MISSING_TOKEN and CoAPClient resends);
 //   - body: Content-Format 60 (application/cbor) is CBOR with MSC3079's
-//     integer keys (codec.TableMSC3079), decoded to JSON; 50 or none is
-//     JSON; others 4.15;
+//     integer keys (codec.TableMSC3079), decoded to JSON; 65060 is a codec
+//     frame (a newer one than the door reads is 4.15, "Frame versions"
+//     below); 65061 a packed transaction from a pinned server; 50 or none
+//     is JSON; others 4.15;
 //   - answer: CBOR (TableMSC3079, Content-Format 60) unless the client sent
 //     Accept 50, or sent JSON without Accept (MSC3079: never CBOR to a JSON
 //     request unless accepted); an Accept other than 50/60 is 4.06. The HTTP
@@ -139,7 +141,44 @@
 // and the key IDs that signed their joins; homeserver/mesh_context.go). When a PDU does not rebuild (codec.ErrStateMismatch)
 // it answers 4.09 with errcode ORG.MXMESH.STATE_MISMATCH and the sender
 // resends the same transaction context-free at once; a peer that answers
-// 4.15 (no packing) gets context-free transactions from then on.
+// 4.15 without OptionFrameVersions (no packing) gets context-free
+// transactions from then on. Packed PDUs are written in codec.TableMesh1,
+// so nothing is packed for a peer that reads an older table.
+//
+// # Frame versions
+//
+// Each side's limit is the newest codec table and dictionary it reads
+// (CoAPFrontDoorConfig.Frames, MeshRemoteConfig.Frames; default
+// codec.FramesLatest). It travels in OptionFrameVersions (65002,
+// NOTSPEC: experimental range, RFC 7252 §12.2; elective, so unknown to
+// older peers without harm): one opaque byte, bits 7–4 the dictionary,
+// bits 3–0 the table (codec.FrameOptions.VersionsByte).
+//
+//   - Requests: MeshRemote adds the option with its own limit only when
+//     that limit is not codec.FramesBaseline (table 2, dictionary 1); a
+//     request without it is taken to read the baseline. At the defaults no
+//     byte is spent.
+//   - Answers: the front door writes every frame of an answer (and its
+//     errors) in the older of its own limit and the requester's, so never
+//     newer than the requester reads.
+//   - Refusal: a frame in a request (65060, or any frame inside a packed
+//     transaction, or a packed transaction at all when the door reads no
+//     mesh table) newer than the door's limit is answered 4.15 with
+//     errcode M_NOT_JSON and OptionFrameVersions carrying the door's limit,
+//     before the request is dispatched. The head of that answer, for a door
+//     limited to table 1 and no dictionary, is
+//     60 8f 0001 | c2 fe24 (Content-Format 65060) | e1 fcd1 01
+//     (OptionFrameVersions = 0x01) (mesh_negotiate_test.go).
+//   - Retry: MeshRemote records for that peer (by server name, so across
+//     Noise sessions, until the process restarts) the older of its limit and
+//     the peer's, resends the request once, context-free, in those versions
+//     (MeshStats.Renegotiated), and writes every later request to that
+//     peer in them directly: no extra round trip. A recorded peer is never
+//     raised again: a peer that upgrades gets the older versions until
+//     restart.
+//
+// CoAPClient always writes and reads codec.FramesLatest; MSC3079 clients
+// (Content-Format 60) are unaffected.
 //
 // Measured (BENCHMARKS.md "Federation over the mesh"): a transaction with
 // one signed "hello" PDU (packed: 95 B) and its answer cost 263 bytes of

@@ -42,8 +42,14 @@ const maxPackedItems = 50
 //	           writes) or a byte string holding a codec frame of a PDU that
 //	           does not pack (another room, or not packable)
 //
+// Frames are written in fr. Packed PDUs are in TableMesh1 (codec.Pack), so
+// nothing packs for a peer that reads an older table.
+//
 // It returns ok false when no PDU packs: the caller sends the plain frame.
-func packTransaction(txn []byte, contexts RoomContexts) (out []byte, ok bool, err error) {
+func packTransaction(txn []byte, contexts RoomContexts, fr codec.FrameOptions) (out []byte, ok bool, err error) {
+	if fr.Table < codec.TableMesh1 {
+		return nil, false, nil
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(txn, &obj); err != nil {
 		return nil, false, fmt.Errorf("pack transaction: %w", err)
@@ -67,7 +73,7 @@ func packTransaction(txn []byte, contexts RoomContexts) (out []byte, ok bool, er
 	if err != nil {
 		return nil, false, fmt.Errorf("pack transaction: %w", err)
 	}
-	frame, _, err := codec.EncodeFrame(nil, rest, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest})
+	frame, _, err := codec.EncodeFrame(nil, rest, fr)
 	if err != nil {
 		return nil, false, fmt.Errorf("pack transaction: %w", err)
 	}
@@ -79,7 +85,7 @@ func packTransaction(txn []byte, contexts RoomContexts) (out []byte, ok bool, er
 			packed++
 			continue
 		}
-		f, _, err := codec.EncodeFrame(nil, p, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest})
+		f, _, err := codec.EncodeFrame(nil, p, fr)
 		if err != nil {
 			return nil, false, fmt.Errorf("pack transaction: PDU %d: %w", i, err)
 		}
@@ -100,9 +106,15 @@ func packTransaction(txn []byte, contexts RoomContexts) (out []byte, ok bool, er
 // errPackedFormat is a packed transaction that is not the layout above.
 var errPackedFormat = errors.New("malformed packed transaction")
 
-// unpackTransaction rebuilds the JSON transaction. A PDU that does not
-// rebuild fails with an error wrapping codec.ErrStateMismatch.
-func unpackTransaction(payload []byte, contexts RoomContexts) ([]byte, error) {
+// unpackTransaction rebuilds the JSON transaction for a receiver that reads
+// up to limit. A PDU that does not rebuild fails with an error wrapping
+// codec.ErrStateMismatch; a frame newer than limit, or any packed
+// transaction when limit is older than TableMesh1, with one wrapping
+// codec.ErrNotNegotiated.
+func unpackTransaction(payload []byte, contexts RoomContexts, limit codec.FrameOptions) ([]byte, error) {
+	if limit.Table < codec.TableMesh1 {
+		return nil, fmt.Errorf("packed transaction: %w: packed PDUs need table %d", codec.ErrNotNegotiated, codec.TableMesh1)
+	}
 	var top []cbor.RawMessage
 	if err := packedDecMode.Unmarshal(payload, &top); err != nil || len(top) != 3 {
 		return nil, fmt.Errorf("%w: %v", errPackedFormat, err)
@@ -114,7 +126,7 @@ func unpackTransaction(payload []byte, contexts RoomContexts) ([]byte, error) {
 		packedDecMode.Unmarshal(top[2], &items) != nil || len(items) == 0 || len(items) > maxPackedItems {
 		return nil, errPackedFormat
 	}
-	rest, _, err := codec.DecodeFrame(nil, frame, codec.TableLatest)
+	rest, _, err := codec.DecodeFrameLimit(nil, frame, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errPackedFormat, err)
 	}
@@ -133,7 +145,7 @@ func unpackTransaction(payload []byte, contexts RoomContexts) ([]byte, error) {
 			if err := packedDecMode.Unmarshal(it, &f); err != nil {
 				return nil, fmt.Errorf("%w: PDU %d: %w", errPackedFormat, i, err)
 			}
-			if pdus[i], _, err = codec.DecodeFrame(nil, f, codec.TableLatest); err != nil {
+			if pdus[i], _, err = codec.DecodeFrameLimit(nil, f, limit); err != nil {
 				return nil, fmt.Errorf("%w: PDU %d: %w", errPackedFormat, i, err)
 			}
 			continue

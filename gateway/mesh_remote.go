@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"github.com/mxmesh/mxmesh/coap"
@@ -37,7 +38,11 @@ type MeshRemoteConfig struct {
 	// the shared room state (mesh_pack.go); it may be set later with
 	// SetRoomContexts. Nil sends every PDU context-free.
 	Contexts RoomContexts
-	Logger   *slog.Logger
+	// Frames, when set, is the newest codec table and dictionary this side
+	// reads and writes (it may only be older than codec.FramesLatest); nil
+	// means codec.FramesLatest.
+	Frames *codec.FrameOptions
+	Logger *slog.Logger
 }
 
 // ErrMeshDetached: a mesh request while no CoAP node is attached (the
@@ -56,6 +61,8 @@ type MeshRemote struct {
 	post  func(func()) error
 	log   *slog.Logger
 	peers []string // sorted
+	// frames is this side's limit (MeshRemoteConfig.Frames).
+	frames codec.FrameOptions
 
 	mu       sync.Mutex
 	run      MeshRunner
@@ -63,7 +70,11 @@ type MeshRemote struct {
 	// noPack lists peers that answered a packed transaction 4.15: they do
 	// not speak it, so they get plain frames from then on.
 	noPack map[string]bool
-	stats  MeshStats
+	// peerFrames holds, for peers that answered a frame 4.15 with
+	// OptionFrameVersions, what both sides read; the others get frames in
+	// frames (doc.go "Frame versions").
+	peerFrames map[string]codec.FrameOptions
+	stats      MeshStats
 }
 
 // MeshStats counts outbound transactions by how they went.
@@ -71,6 +82,9 @@ type MeshStats struct {
 	// Packed transactions sent, and those the receiver could not rebuild
 	// (resent unpacked).
 	Packed, Mismatched uint64
+	// Renegotiated counts requests a peer refused as newer than it reads
+	// (4.15 with OptionFrameVersions), resent in older versions.
+	Renegotiated uint64
 }
 
 // NewMeshRemote returns a MeshRemote.
@@ -79,7 +93,10 @@ func NewMeshRemote(cfg MeshRemoteConfig) (*MeshRemote, error) {
 		return nil, errors.New("gateway: mesh remote: no Post")
 	}
 	r := &MeshRemote{post: cfg.Post, log: cfg.Logger, peers: slices.Clone(cfg.Peers), run: cfg.Run,
-		contexts: cfg.Contexts, noPack: map[string]bool{}}
+		contexts: cfg.Contexts, noPack: map[string]bool{}, frames: codec.FramesLatest, peerFrames: map[string]codec.FrameOptions{}}
+	if cfg.Frames != nil {
+		r.frames = r.frames.Min(*cfg.Frames)
+	}
 	slices.Sort(r.peers)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -126,14 +143,18 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 	fail := func(err error) {
 		finish(homeserver.OutboundResponse{}, fmt.Errorf("mesh %s %s%s: %w", req.Method, dest, req.URI, err))
 	}
-	msg, err := MeshRequest(req)
+	r.mu.Lock()
+	run, contexts, noPack := r.run, r.contexts, r.noPack[dest]
+	fr, known := r.peerFrames[dest]
+	r.mu.Unlock()
+	if !known {
+		fr = r.frames
+	}
+	msg, err := meshRequest(req, fr, r.frames)
 	if err != nil {
 		fail(err)
 		return
 	}
-	r.mu.Lock()
-	run, contexts, noPack := r.run, r.contexts, r.noPack[dest]
-	r.mu.Unlock()
 	if run == nil {
 		fail(ErrMeshDetached)
 		return
@@ -141,13 +162,15 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 	// Do runs in the node loop: the room state is read here.
 	var packed *coap.Message
 	if contexts != nil && !noPack && req.Method == "PUT" && isSendURI(req.URI) && req.Body != nil {
-		if body, ok, err := packTransaction(req.Body, contexts); err != nil {
+		if body, ok, err := packTransaction(req.Body, contexts, fr); err != nil {
 			r.log.Debug("mesh: transaction not packed", "dest", dest, "err", err)
 		} else if ok {
 			packed = newAPIRequest(codes.PUT, req.URI, body, ContentFormatPackedTxn)
 			packed.Options, _, _ = packed.Options.SetAccept(make([]byte, 4), ContentFormatMeshFrame)
+			packed.Options = withVersions(packed.Options, r.frames)
 		}
 	}
+	renegotiated := false
 	var send func(n *CoAPNode, now time.Time, m *coap.Message)
 	send = func(n *CoAPNode, now time.Time, m *coap.Message) {
 		if _, err := n.Send(now, dest, m, coap.SendOptions{}, func(ev coap.Event) {
@@ -155,7 +178,19 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 				fail(ev.Err)
 				return
 			}
-			resp, err := MeshResponse(ev.Msg)
+			if nf, ok := r.renegotiate(dest, fr, ev.Msg, renegotiated); ok {
+				// Once, context-free: the room state is not ours to read
+				// on this loop. The next request goes out in nf directly.
+				renegotiated = true
+				m2, err := meshRequest(req, nf, r.frames)
+				if err != nil {
+					fail(err)
+					return
+				}
+				send(n, n.now, m2)
+				return
+			}
+			resp, err := meshResponse(ev.Msg, r.frames)
 			if err != nil {
 				fail(err)
 				return
@@ -183,6 +218,38 @@ func (r *MeshRemote) Do(dest string, req homeserver.OutboundRequest, done func(h
 	if err := run(func(n *CoAPNode, now time.Time) { send(n, now, first) }); err != nil {
 		fail(fmt.Errorf("%w: %w", ErrMeshDetached, err))
 	}
+}
+
+// renegotiate reads a 4.15 answer carrying OptionFrameVersions: the peer
+// reads no newer than that. When this lowers what the request was written
+// in (fr), it records the versions both read for dest and returns them.
+// A request is renegotiated once (again says it was).
+func (r *MeshRemote) renegotiate(dest string, fr codec.FrameOptions, m coap.Message, again bool) (codec.FrameOptions, bool) {
+	if again || m.Code != codes.UnsupportedMediaType {
+		return fr, false
+	}
+	v, err := m.Options.GetBytes(OptionFrameVersions)
+	if err != nil || len(v) != 1 {
+		return fr, false
+	}
+	nf := fr.Min(codec.ParseVersions(v[0]))
+	if nf == fr {
+		return fr, false // nothing older to offer: the refusal stands
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.peerFrames[dest] = nf.Min(r.peerFramesOr(dest))
+	r.stats.Renegotiated++
+	r.log.Debug("mesh: peer reads older frames", "dest", dest, "table", nf.Table, "dict", nf.Dict)
+	return nf, true
+}
+
+// peerFramesOr is what dest is known to read; r.mu is held.
+func (r *MeshRemote) peerFramesOr(dest string) codec.FrameOptions {
+	if pf, ok := r.peerFrames[dest]; ok {
+		return pf
+	}
+	return r.frames
 }
 
 // repack says whether the answer to a packed transaction asks for it
@@ -214,6 +281,25 @@ func isSendURI(uri string) bool {
 // parameter, the JSON body as a codec frame (Content-Format 65060, or JSON
 // when CBOR cannot carry it), and Accept 65060.
 func MeshRequest(req homeserver.OutboundRequest) (*coap.Message, error) {
+	return meshRequest(req, codec.FramesLatest, codec.FramesLatest)
+}
+
+// withVersions adds OptionFrameVersions with own unless own is
+// codec.FramesBaseline, which a receiver assumes without it.
+func withVersions(opts message.Options, own codec.FrameOptions) message.Options {
+	if own == codec.FramesBaseline {
+		return opts
+	}
+	b, err := own.VersionsByte()
+	if err != nil {
+		return opts // own ≤ codec.FramesLatest: cannot happen
+	}
+	return opts.Add(message.Option{ID: OptionFrameVersions, Value: []byte{b}})
+}
+
+// meshRequest is MeshRequest with the body framed in fr, advertising own
+// (the newest versions the sender reads) when it is not the baseline.
+func meshRequest(req homeserver.OutboundRequest, fr, own codec.FrameOptions) (*coap.Message, error) {
 	code, ok := map[string]codes.Code{"GET": codes.GET, "POST": codes.POST, "PUT": codes.PUT, "DELETE": codes.DELETE}[req.Method]
 	if !ok {
 		return nil, fmt.Errorf("method %q has no CoAP code", req.Method)
@@ -225,7 +311,7 @@ func MeshRequest(req homeserver.OutboundRequest) (*coap.Message, error) {
 	format := ContentFormatMeshFrame
 	if req.Body != nil {
 		var err error
-		if payload, _, err = codec.EncodeFrame(nil, req.Body, codec.FrameOptions{Table: codec.TableLatest, Dict: codec.DictLatest}); err != nil {
+		if payload, _, err = codec.EncodeFrame(nil, req.Body, fr); err != nil {
 			if errors.Is(err, codec.ErrBadJSON) {
 				// A float, say: valid JSON that CBOR under our rules
 				// cannot carry. It travels as it is.
@@ -239,13 +325,19 @@ func MeshRequest(req homeserver.OutboundRequest) (*coap.Message, error) {
 	if format != ContentFormatMeshFrame {
 		m.Options, _, _ = m.Options.SetAccept(make([]byte, 4), ContentFormatMeshFrame)
 	}
+	m.Options = withVersions(m.Options, own)
 	return m, nil
 }
 
 // MeshResponse turns the CoAP answer to a MeshRequest back into the HTTP
 // status and JSON body the node expects.
 func MeshResponse(m coap.Message) (homeserver.OutboundResponse, error) {
-	r, err := decodeAPIResponse(m)
+	return meshResponse(m, codec.FramesLatest)
+}
+
+// meshResponse is MeshResponse for a side that reads frames up to limit.
+func meshResponse(m coap.Message, limit codec.FrameOptions) (homeserver.OutboundResponse, error) {
+	r, err := decodeAPIResponseLimit(m, limit)
 	if err != nil {
 		return homeserver.OutboundResponse{}, err
 	}

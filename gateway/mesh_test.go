@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+
 	"github.com/mxmesh/mxmesh/clock"
 	"github.com/mxmesh/mxmesh/coap"
+	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
 	"github.com/mxmesh/mxmesh/homeserver/event"
 	"github.com/mxmesh/mxmesh/homeserver/store"
@@ -46,6 +49,7 @@ func sumStats(remotes ...*MeshRemote) MeshStats {
 		st := r.Stats()
 		s.Packed += st.Packed
 		s.Mismatched += st.Mismatched
+		s.Renegotiated += st.Renegotiated
 	}
 	return s
 }
@@ -300,6 +304,25 @@ type memMeshNode struct {
 	sim  *simNode
 	mesh *MeshRemote
 	door int // requests the front door translated
+	// frames are the headers of the mesh frames the front door got and
+	// sent, in order (a request's, then its answer's).
+	frames []meshFrameSeen
+}
+
+// meshFrameSeen is a mesh frame through a front door: in a request (in) or
+// an answer, and the code of that answer.
+type meshFrameSeen struct {
+	in   bool
+	code codes.Code
+	h    codec.FrameHeader
+}
+
+// seeFrame records m's frame header when m carries a mesh frame.
+func (mn *memMeshNode) seeFrame(in bool, m coap.Message) {
+	if cf, err := m.Options.ContentFormat(); err == nil && cf == ContentFormatMeshFrame {
+		h, _ := codec.ParseFrameHeader(m.Payload)
+		mn.frames = append(mn.frames, meshFrameSeen{in: in, code: m.Code, h: h})
+	}
 }
 
 type memMesh struct {
@@ -319,6 +342,9 @@ type memMeshOptions struct {
 	// the node's own room contexts for packing.
 	noPacking bool
 	contexts  func(n *homeserver.Node) RoomContexts
+	// frames, if set, limits node i's codec tables and dictionaries (its
+	// MeshRemote and front door); nil means the latest.
+	frames func(i int) *codec.FrameOptions
 }
 
 // newMemMesh builds the same nodes as newUDPMesh without sockets or
@@ -348,7 +374,11 @@ func newMemMesh(t *testing.T, seed uint64, names []string, o memMeshOptions) *me
 			}
 		}
 		mn := &memMeshNode{id: id}
-		mesh, err := NewMeshRemote(MeshRemoteConfig{Peers: peers, Post: post, Run: func(f func(*CoAPNode, time.Time)) error {
+		var frames *codec.FrameOptions
+		if o.frames != nil {
+			frames = o.frames(i)
+		}
+		mesh, err := NewMeshRemote(MeshRemoteConfig{Peers: peers, Post: post, Frames: frames, Run: func(f func(*CoAPNode, time.Time)) error {
 			clk.AfterFunc(0, func() { f(mn.sim.node, clk.Now()); mn.sim.flush() })
 			return nil
 		}})
@@ -372,7 +402,7 @@ func newMemMesh(t *testing.T, seed uint64, names []string, o memMeshOptions) *me
 		case !o.noPacking:
 			mesh.SetRoomContexts(node.MeshRoomContext)
 		}
-		door, err := NewCoAPFrontDoor(CoAPFrontDoorConfig{Node: node, MaxSyncWait: 30 * time.Second})
+		door, err := NewCoAPFrontDoor(CoAPFrontDoorConfig{Node: node, MaxSyncWait: 30 * time.Second, Frames: frames})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,7 +415,8 @@ func newMemMesh(t *testing.T, seed uint64, names []string, o memMeshOptions) *me
 		// requests) must leave at once, as UDPServer's loop sends them.
 		fallback := CoAPHandlerFunc(func(req *CoAPRequest, reply func(coap.Message)) {
 			mn.door++
-			door.ServeCoAP(req, func(m coap.Message) { reply(m); mn.sim.flush() })
+			mn.seeFrame(true, req.Msg)
+			door.ServeCoAP(req, func(m coap.Message) { mn.seeFrame(false, m); reply(m); mn.sim.flush() })
 		})
 		cn, err := NewCoAPNode(CoAPNodeConfig{CoAP: coap.Config{RNG: clock.SeededRNG(rng.Uint64())}, Noise: nz, Fallback: fallback})
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/mxmesh/mxmesh/coap"
 	"github.com/mxmesh/mxmesh/codec"
 	"github.com/mxmesh/mxmesh/homeserver"
@@ -68,7 +70,7 @@ func TestUnpackTransactionBadInput(t *testing.T) {
 		{0x83, 0x41, 0x00, 0x61, 0x21, 0x80}, // bad frame, no PDUs
 		append(append([]byte{0x83, 0x40 | byte(len(frame))}, frame...), 0x61, 0x21, 0x80), // no PDUs
 	} {
-		if _, err := unpackTransaction(in, contexts); err == nil {
+		if _, err := unpackTransaction(in, contexts, codec.FramesLatest); err == nil {
 			t.Errorf("unpackTransaction(%x): no error", in)
 		}
 	}
@@ -78,8 +80,29 @@ func TestUnpackTransactionBadInput(t *testing.T) {
 	// A well-formed envelope for a room the receiver does not hold is a
 	// state mismatch: the sender resends unpacked.
 	in := append(append([]byte{0x83, 0x40 | byte(len(frame))}, frame...), 0x61, 0x21, 0x81, 0x80)
-	if _, err := unpackTransaction(in, contexts); !errors.Is(err, codec.ErrStateMismatch) {
+	if _, err := unpackTransaction(in, contexts, codec.FramesLatest); !errors.Is(err, codec.ErrStateMismatch) {
 		t.Errorf("unknown room: %v, want ErrStateMismatch", err)
+	}
+	// A receiver that reads an older table, or whose limit the frame
+	// exceeds, refuses it as not negotiated (answered 4.15 with its
+	// versions) before reading any room state.
+	called = false
+	zframe, _, err := codec.EncodeFrame(nil, negotiationTxn(t, "t1").Body, codec.FramesLatest)
+	if err != nil || zframe[0]>>4 != 1 {
+		t.Fatalf("compressed frame %x, %v", zframe, err)
+	}
+	zhead, _ := cbor.Marshal(zframe)
+	zin := append(append([]byte{0x83}, zhead...), 0x61, 0x21, 0x81, 0x80)
+	for _, c := range []struct {
+		in    []byte
+		limit codec.FrameOptions
+	}{{in, codec.FrameOptions{Table: codec.TableMSC3079, Dict: 1}}, {zin, codec.FrameOptions{Table: codec.TableMesh1}}} {
+		if _, err := unpackTransaction(c.in, contexts, c.limit); !errors.Is(err, codec.ErrNotNegotiated) {
+			t.Errorf("limit %+v: %v, want ErrNotNegotiated", c.limit, err)
+		}
+	}
+	if called {
+		t.Error("a refused transaction reached the room contexts")
 	}
 }
 
@@ -93,7 +116,7 @@ func FuzzUnpackTransaction(f *testing.F) {
 	f.Add(append(env, pdu...))
 	f.Add([]byte{0x83, 0x40, 0x61, 0x21, 0x81, 0x86, 0xa0, 0x00, 0x00, 0x80, 0xf6, 0x40})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		body, err := unpackTransaction(in, func(string) (codec.RoomContext, error) { return nil, errors.New("no state") })
+		body, err := unpackTransaction(in, func(string) (codec.RoomContext, error) { return nil, errors.New("no state") }, codec.FramesLatest)
 		if err == nil && len(body) == 0 {
 			t.Fatal("no error and no transaction")
 		}
