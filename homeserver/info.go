@@ -18,10 +18,26 @@ func infoRoutes(n *Node) ([]Route, error) {
 }
 
 func handleVersions(c *Call) {
-	c.Reply(200, map[string]any{
+	body := map[string]any{
 		"versions":          specVersions,
 		"unstable_features": map[string]bool{},
-	})
+	}
+	if c.Node().Config().CoAPAddr != "" {
+		body["m.low_bandwidth"] = lowBandwidthFeatures
+	}
+	c.Reply(200, body)
+}
+
+// lowBandwidthFeatures is MSC3079's "m.low_bandwidth" object in /versions,
+// advertised when the CoAP front door runs: MSC3079's integer-key table
+// (version 1) and CoAP path codes (version 1), and Observe on /sync.
+//
+// NOTSPEC: MSC3079's "dtls" port is left out: the CoAP listener is secured
+// with Noise, not DTLS, so a DTLS client could not use it.
+var lowBandwidthFeatures = map[string]int{
+	"cbor_enum_version": 1,
+	"coap_enum_version": 1,
+	"observe":           1,
 }
 
 // handleCapabilities: spec client-server-api "Capabilities negotiation".

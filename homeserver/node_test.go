@@ -186,6 +186,22 @@ func TestVersionsAndCapabilities(t *testing.T) {
 	}
 }
 
+// MSC3079 "Versioning": /versions carries m.low_bandwidth while the CoAP
+// front door is configured, and not otherwise.
+func TestVersionsLowBandwidth(t *testing.T) {
+	withCoAP := newTestNode(t, func(c *Config) { c.CoAPAddr = "127.0.0.1:5683" })
+	r := withCoAP.do("GET", "/_matrix/client/versions", "", nil)
+	lb, _ := r.Body["m.low_bandwidth"].(map[string]any)
+	if lb["cbor_enum_version"] != float64(1) || lb["coap_enum_version"] != float64(1) || lb["observe"] != float64(1) {
+		t.Fatalf("with CoAP: m.low_bandwidth missing or wrong: %s", r.Raw)
+	}
+	without := newTestNode(t, func(c *Config) { c.CoAPAddr = "" })
+	r = without.do("GET", "/_matrix/client/versions", "", nil)
+	if _, has := r.Body["m.low_bandwidth"]; has {
+		t.Fatalf("without CoAP: m.low_bandwidth advertised: %s", r.Raw)
+	}
+}
+
 func TestFailedTokensCountAgainstIP(t *testing.T) {
 	tn := newTestNode(t, func(c *Config) {
 		c.RateLimit = RateLimitConfig{Enabled: true,
