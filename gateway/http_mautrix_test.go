@@ -88,6 +88,9 @@ func newUser(t testing.TB, base, name string) *mautrix.Client {
 	return cli
 }
 
+// syncFilter is the inline sync filter of syncUntil.
+const syncFilter = `{"room":{"timeline":{"limit":100}}}`
+
 // syncUntil long-polls until cond holds for the room's new timeline
 // events (collecting them), or fails after a bounded number of polls.
 func syncUntil(t *testing.T, cli *mautrix.Client, since *string, roomID id.RoomID, cond func(collected []*event.Event, resp *mautrix.RespSync) bool) []*event.Event {
@@ -95,12 +98,18 @@ func syncUntil(t *testing.T, cli *mautrix.Client, since *string, roomID id.RoomI
 	ctx := context.Background()
 	var got []*event.Event
 	for range 50 {
-		resp, err := cli.SyncRequest(ctx, 10000, *since, "", false, "")
+		// An inline filter with room for every event the tests send: with
+		// the default limit (10) a slow reader gets a limited timeline and
+		// would miss events it waits for.
+		resp, err := cli.SyncRequest(ctx, 10000, *since, syncFilter, false, "")
 		if err != nil {
 			t.Fatalf("sync: %v", err)
 		}
 		*since = resp.NextBatch
 		if jr := resp.Rooms.Join[roomID]; jr != nil {
+			if jr.Timeline.Limited && len(got) > 0 {
+				t.Fatalf("sync timeline limited after %d events: events were skipped", len(got))
+			}
 			got = append(got, jr.Timeline.Events...)
 		}
 		if cond(got, resp) {

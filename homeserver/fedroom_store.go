@@ -207,7 +207,11 @@ func (fr *fedRooms) storeTimelineAt(rm *roomCache, ev *event.Event, before store
 				}
 				return
 			}
-			delete(rs.byID, rm.id)
+			// Otherwise the room is reloaded on next use, once the long
+			// polls have seen that it has a new event (the join through
+			// send_join still uses this cache until then).
+			rm.lastPos = rs.pos
+			b.woken = append(b.woken, func() { delete(rs.byID, rm.id) })
 		})
 		return nil
 	})

@@ -297,6 +297,8 @@ type roomBatch struct {
 	// committed runs once the transaction has committed, before long
 	// polls are woken: cache updates that sync must already see.
 	committed []func()
+	// woken runs after the long polls were woken.
+	woken []func()
 }
 
 // outboundPDU is an event created here and the servers it goes to.
@@ -339,6 +341,9 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 		}
 	}
 	rs.wakeUsers(b.wake)
+	for _, f := range b.woken {
+		f()
+	}
 	if fr := fedRoomsOf(rs.n); fr != nil {
 		for _, o := range b.sent {
 			fr.broadcast(o.dests, o.ev)
