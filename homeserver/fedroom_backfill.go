@@ -76,9 +76,20 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 	}
 	q := url.Values{"limit": {strconv.Itoa(max(limit, backfillBatch))}, "v": from}
 	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(roomID) + "?" + q.Encode()
+	// A server serves events redacted (their content hash no longer
+	// matches) when, by its view of the room, our server may not see them
+	// (history visibility), e.g. while it has not yet seen our join. Such
+	// a batch is kept only as a last resort: another server may serve the
+	// events whole.
+	var fallbackServer string
+	var fallback []json.RawMessage
 	var try func(i int)
 	try = func(i int) {
 		if i >= len(servers) {
+			if fallback != nil {
+				fr.storeBackfill(fallbackServer, rm.version, roomID, fallback, done)
+				return
+			}
 			done(false)
 			return
 		}
@@ -91,10 +102,29 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 				try(i + 1)
 				return
 			}
+			if i+1 < len(servers) && servedRedacted(resp.PDUs) {
+				fr.n.log.Info("backfill served redacted events; trying another server", "room", roomID, "server", servers[i])
+				if fallback == nil {
+					fallbackServer, fallback = servers[i], resp.PDUs
+				}
+				try(i + 1)
+				return
+			}
 			fr.storeBackfill(servers[i], rm.version, roomID, resp.PDUs, done)
 		})
 	}
 	try(0)
+}
+
+// servedRedacted reports whether any of the PDUs fails its content hash
+// check (as events served redacted do).
+func servedRedacted(raws []json.RawMessage) bool {
+	for _, raw := range raws {
+		if err := event.CheckContentHash(raw); errors.Is(err, event.ErrContentHash) {
+			return true
+		}
+	}
+	return false
 }
 
 // storeBackfill checks backfilled events and adds those that pass to the
