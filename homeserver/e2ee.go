@@ -437,56 +437,74 @@ func (m *e2eeModule) handleKeysQuery(c *Call) {
 		c.Reply(200, map[string]any{"device_keys": result, "failures": failures,
 			"master_keys": map[string]any{}, "self_signing_keys": map[string]any{}, "user_signing_keys": map[string]any{}})
 	}
+	fetchedAt := m.rs.pos
+	m.askServers(c, sortedMapKeys(remote), failures, "/_matrix/federation/v1/user/keys/query",
+		func(server string) any { return map[string]any{"device_keys": remote[server]} },
+		func(server string, raw json.RawMessage) error {
+			var out struct {
+				DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			for userID, devs := range remote[server] {
+				got := m.checkedRemoteKeys(userID, out.DeviceKeys[userID])
+				if len(devs) == 0 && m.joinedSince(userID, fetchedAt) {
+					if b, err := json.Marshal(got); err == nil {
+						if err := m.n.store.PutRemoteDeviceKeys(userID, b, fetchedAt); err != nil {
+							m.n.log.Warn("cannot cache remote device keys", "user", userID, "err", err)
+						}
+					}
+				}
+				result[userID] = pickDevices(got, devs)
+			}
+			return nil
+		}, reply)
+}
+
+// askServers sends one federation POST to each server at once and calls
+// reply when all have answered or keysQueryTimeout has passed, whichever
+// is first. A server that failed, or did not answer in time, is listed in
+// failures (client-server-api /keys/query and /keys/claim "failures");
+// handle gets each answer's JSON and may refuse it with an error.
+func (m *e2eeModule) askServers(c *Call, servers []string, failures map[string]any, uri string,
+	body func(server string) any, handle func(server string, answer json.RawMessage) error, reply func()) {
+	fail := func(server, msg string) {
+		if _, done := failures[server]; !done {
+			failures[server] = map[string]any{"errcode": ErrCodeUnknown, "error": msg}
+		}
+	}
 	f := m.n.Federation()
-	if len(remote) == 0 || f == nil {
-		for s := range remote {
-			failures[s] = map[string]any{"errcode": ErrCodeUnknown, "error": "federation is disabled"}
+	if len(servers) == 0 || f == nil {
+		for _, s := range servers {
+			fail(s, "federation is disabled")
 		}
 		reply()
 		return
 	}
-	pending := len(remote)
-	fetchedAt := m.rs.pos
+	pending := len(servers)
 	timer := m.n.AfterFunc(keysQueryTimeout, func() {
 		if c.Done() {
 			return
 		}
-		for s := range remote {
-			if _, ok := failures[s]; !ok {
-				failures[s] = map[string]any{"errcode": ErrCodeUnknown, "error": "timed out"}
-			}
+		for _, s := range servers {
+			fail(s, "timed out")
 		}
 		reply()
 	})
-	for _, server := range sortedMapKeys(remote) {
-		users := remote[server]
-		req := map[string]any{"device_keys": users}
-		raw, _ := json.Marshal(req)
-		var out struct {
-			DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
-		}
-		f.DoJSON(server, OutboundRequest{Method: "POST", URI: "/_matrix/federation/v1/user/keys/query", Body: raw}, &out, func(err error) {
+	for _, server := range servers {
+		raw, _ := json.Marshal(body(server))
+		var answer json.RawMessage
+		f.DoJSON(server, OutboundRequest{Method: "POST", URI: uri, Body: raw}, &answer, func(err error) {
 			pending--
 			if c.Done() {
 				return
 			}
+			if err == nil {
+				err = handle(server, answer)
+			}
 			if err != nil {
-				failures[server] = map[string]any{"errcode": ErrCodeUnknown, "error": err.Error()}
-			} else {
-				for userID, devs := range users {
-					if serverOf(userID) != server {
-						continue
-					}
-					got := m.checkedRemoteKeys(userID, out.DeviceKeys[userID])
-					if len(devs) == 0 && m.joinedSince(userID, fetchedAt) {
-						if b, err := json.Marshal(got); err == nil {
-							if err := m.n.store.PutRemoteDeviceKeys(userID, b, fetchedAt); err != nil {
-								m.n.log.Warn("cannot cache remote device keys", "user", userID, "err", err)
-							}
-						}
-					}
-					result[userID] = pickDevices(got, devs)
-				}
+				fail(server, err.Error())
 			}
 			if pending == 0 {
 				timer.Stop()
@@ -584,51 +602,22 @@ func (m *e2eeModule) handleKeysClaim(c *Call) {
 		remote[s][userID] = devs
 	}
 	reply := func() { c.Reply(200, map[string]any{"one_time_keys": result, "failures": failures}) }
-	f := m.n.Federation()
-	if len(remote) == 0 || f == nil {
-		for s := range remote {
-			failures[s] = map[string]any{"errcode": ErrCodeUnknown, "error": "federation is disabled"}
-		}
-		reply()
-		return
-	}
-	pending := len(remote)
-	timer := m.n.AfterFunc(keysQueryTimeout, func() {
-		if c.Done() {
-			return
-		}
-		for s := range remote {
-			if _, ok := failures[s]; !ok {
-				failures[s] = map[string]any{"errcode": ErrCodeUnknown, "error": "timed out"}
+	m.askServers(c, sortedMapKeys(remote), failures, "/_matrix/federation/v1/user/keys/claim",
+		func(server string) any { return map[string]any{"one_time_keys": remote[server]} },
+		func(server string, raw json.RawMessage) error {
+			var out struct {
+				OneTimeKeys map[string]map[string]map[string]json.RawMessage `json:"one_time_keys"`
 			}
-		}
-		reply()
-	})
-	for _, server := range sortedMapKeys(remote) {
-		raw, _ := json.Marshal(map[string]any{"one_time_keys": remote[server]})
-		var out struct {
-			OneTimeKeys map[string]map[string]map[string]json.RawMessage `json:"one_time_keys"`
-		}
-		f.DoJSON(server, OutboundRequest{Method: "POST", URI: "/_matrix/federation/v1/user/keys/claim", Body: raw}, &out, func(err error) {
-			pending--
-			if c.Done() {
-				return
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
 			}
-			if err != nil {
-				failures[server] = map[string]any{"errcode": ErrCodeUnknown, "error": err.Error()}
-			} else {
-				for userID, devs := range out.OneTimeKeys {
-					if serverOf(userID) == server && remote[server][userID] != nil {
-						result[userID] = devs
-					}
+			for userID, devs := range out.OneTimeKeys {
+				if remote[server][userID] != nil {
+					result[userID] = devs
 				}
 			}
-			if pending == 0 {
-				timer.Stop()
-				reply()
-			}
-		})
-	}
+			return nil
+		}, reply)
 }
 
 // deviceListDelta computes device_lists for userID between two stream
