@@ -37,6 +37,13 @@ func (fn *fedNet) node(name, dir string, seed uint64) (tn *testNode, close func(
 
 // nodeWith is node with a configuration change.
 func (fn *fedNet) nodeWith(name, dir string, seed uint64, mutate func(*Config)) (tn *testNode, close func()) {
+	fn.t.Helper()
+	return fn.nodeVia(name, dir, seed, mutate, nil)
+}
+
+// nodeVia is nodeWith whose outbound requests go through wrap (to watch or
+// alter them); wrap nil is the network itself.
+func (fn *fedNet) nodeVia(name, dir string, seed uint64, mutate func(*Config), wrap func(Remote) Remote) (tn *testNode, close func()) {
 	t := fn.t
 	t.Helper()
 	cfg := DefaultConfig(name)
@@ -51,12 +58,16 @@ func (fn *fedNet) nodeWith(name, dir string, seed uint64, mutate func(*Config)) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	remote := fn.net.Remote(name)
+	if wrap != nil {
+		remote = wrap(remote)
+	}
 	key, err := GenerateSigningKey(clock.SeededRNG(seed))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := New(Options{Config: cfg, Store: st, SigningKey: key, Clock: fn.clock, RNG: clock.SeededRNG(seed + 1000),
-		Remote: fn.net.Remote(name), NoiseKey: make([]byte, 32)})
+		Remote: remote, NoiseKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,10 @@ type fedRooms struct {
 	// queue holds the inbound PDUs of each room waiting for the one ahead
 	// of them (the head is being processed).
 	queue map[string][]*pduJob
+	// backfilling holds, per room with a backfill in flight, the callers
+	// waiting for it: a second pagination joins the first instead of
+	// fetching and adding the same history again.
+	backfilling map[string]*backfillWaiters
 	// negPos is the last negative stream position handed to an outlier.
 	negPos int64
 	// panics counts bugs caught by guard (tests assert it stays 0).
@@ -59,7 +63,8 @@ func fedRoomRoutes(n *Node) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	fr := &fedRooms{n: n, rs: rs, queue: map[string][]*pduJob{}, negPos: neg}
+	fr := &fedRooms{n: n, rs: rs, queue: map[string][]*pduJob{},
+		backfilling: map[string]*backfillWaiters{}, negPos: neg}
 	n.SetModule(fedRoomsModuleName, fr)
 	if f := n.Federation(); f != nil {
 		f.SetPDUHandler(fr.receivePDU)

@@ -7,15 +7,24 @@ package homeserver
 // everything it had, with negative stream positions, older further down.
 // Spec: server-server-api "Backfilling and retrieving missing events".
 //
-// Backfilled events pass the checks of steps 1–4 (format, signatures,
-// content hash, auth against their auth events).
-// NOTSPEC: the state before a backfilled event is not fetched, so it is not
-// checked against it (step 5) and its state is recorded as unknown; the
-// room's current state is not changed by history.
+// Backfilled events pass the checks on receipt of steps 1–5: format,
+// signatures, content hash, auth against their auth events, then, oldest
+// first, auth against the state before them. That state is the state
+// after their prev events (resolved when there are several): earlier
+// events of the same batch, events already stored, or, at the bottom of
+// the batch where the prev events are not known yet, the state the serving
+// server reports before the event (/state_ids, then /state for what we
+// lack). Each added event's state before and after is stored, so history
+// is served to other servers like the rest; the room's current state is
+// not changed by history, and soft failure (step 6) does not apply.
+// A batch is added whole or not at all: when the state under one of its
+// events cannot be learned, nothing is added (the events stay outliers),
+// so the timeline never has a hole in the middle of history.
 
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -55,9 +64,51 @@ func (fr *fedRooms) backfillFrom(roomID string) ([]string, error) {
 	return out, nil
 }
 
+// backfillServers is how many servers one backfill asks at most.
+const backfillServers = 5
+
 // backfill fetches up to limit older events of a room from a server in it
-// and adds them to the timeline. done reports whether any was added.
+// and adds them to the timeline. done reports whether any was added. When
+// a server answers with nothing usable (an error, no events, events that
+// fail the checks) the next server in the room is asked.
 func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
+	if w := fr.backfilling[roomID]; w != nil {
+		w.add(done)
+		return
+	}
+	w := &backfillWaiters{}
+	w.add(done)
+	fr.backfilling[roomID] = w
+	fr.backfillOnce(roomID, limit, func(added bool) {
+		if fr.backfilling[roomID] == w {
+			delete(fr.backfilling, roomID)
+		}
+		w.finish(added)
+	})
+}
+
+// backfillWaiters are the callers waiting for one room's backfill.
+type backfillWaiters struct {
+	waiting []func(added bool)
+	done    bool
+}
+
+func (w *backfillWaiters) add(f func(bool)) { w.waiting = append(w.waiting, f) }
+
+// finish answers every waiter once.
+func (w *backfillWaiters) finish(added bool) {
+	if w.done {
+		return
+	}
+	w.done = true
+	for _, f := range w.waiting {
+		f(added)
+	}
+}
+
+// backfillOnce is one backfill of a room (backfill runs at most one per
+// room at a time).
+func (fr *fedRooms) backfillOnce(roomID string, limit int, done func(added bool)) {
 	f := fr.n.Federation()
 	rm, err := fr.rs.room(roomID)
 	if f == nil || err != nil {
@@ -70,11 +121,15 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 		return
 	}
 	servers := slices.DeleteFunc(roomServers(rm.state), func(s string) bool { return s == fr.n.ServerName() })
+	if len(servers) > backfillServers {
+		servers = servers[:backfillServers]
+	}
 	if len(servers) == 0 {
 		done(false)
 		return
 	}
-	q := url.Values{"limit": {strconv.Itoa(max(limit, backfillBatch))}, "v": from}
+	limit = max(limit, backfillBatch)
+	q := url.Values{"limit": {strconv.Itoa(limit)}, "v": from}
 	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(roomID) + "?" + q.Encode()
 	// A server serves events redacted (their content hash no longer
 	// matches) when, by its view of the room, our server may not see them
@@ -87,7 +142,9 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 	try = func(i int) {
 		if i >= len(servers) {
 			if fallback != nil {
-				fr.storeBackfill(fallbackServer, rm.version, roomID, fallback, done)
+				raws := fallback
+				fallback = nil
+				fr.storeBackfill(fallbackServer, rm.version, roomID, raws, done)
 				return
 			}
 			done(false)
@@ -102,6 +159,9 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 				try(i + 1)
 				return
 			}
+			if len(resp.PDUs) > limit {
+				resp.PDUs = resp.PDUs[:limit]
+			}
 			if i+1 < len(servers) && servedRedacted(resp.PDUs) {
 				fr.n.log.Info("backfill served redacted events; trying another server", "room", roomID, "server", servers[i])
 				if fallback == nil {
@@ -110,7 +170,14 @@ func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
 				try(i + 1)
 				return
 			}
-			fr.storeBackfill(servers[i], rm.version, roomID, resp.PDUs, done)
+			fr.storeBackfill(servers[i], rm.version, roomID, resp.PDUs, func(added bool) {
+				if !added {
+					fr.n.log.Info("backfill added nothing", "room", roomID, "server", servers[i], "pdus", len(resp.PDUs))
+					try(i + 1)
+					return
+				}
+				done(true)
+			})
 		})
 	}
 	try(0)
@@ -153,13 +220,26 @@ func (fr *fedRooms) storeBackfill(origin string, v *event.RoomVersion, roomID st
 				fr.reject(ev, origin, e)
 			}
 		}
-		// Auth events first (they are usually older and in the batch).
+		// Step 4, auth events first (they are usually older and in the
+		// batch).
 		ordered := authOrder(checked)
 		var ok []*event.Event
 		var step func(i int)
 		step = func(i int) {
 			if i >= len(ordered) {
-				done(fr.addHistory(ok) == nil && len(ok) > 0)
+				fr.checkHistory(origin, roomID, ok, func(hist []*histEvent, err error) {
+					if err != nil {
+						fr.n.log.Info("backfill: state before history unknown", "room", roomID, "server", origin, "err", err)
+						done(false)
+						return
+					}
+					if err := fr.addHistory(roomID, hist); err != nil {
+						fr.n.log.Error("backfill", "room", roomID, "err", err)
+						done(false)
+						return
+					}
+					done(len(hist) > 0)
+				})
 				return
 			}
 			ev := ordered[i]
@@ -186,19 +266,154 @@ func (fr *fedRooms) storeBackfill(origin string, v *event.RoomVersion, roomID st
 	})
 }
 
-// addHistory moves checked events (stored as outliers) into the timeline
-// below everything, newest first.
-func (fr *fedRooms) addHistory(evs []*event.Event) error {
-	sort.SliceStable(evs, func(i, j int) bool {
-		if evs[i].Depth() != evs[j].Depth() {
-			return evs[i].Depth() > evs[j].Depth()
+// histEvent is a backfilled event that passed step 5, with the state
+// before and after it.
+type histEvent struct {
+	ev            *event.Event
+	before, after store.StateMap
+	// The state before it is that of a stored state group (ID > 0), or
+	// the state after an earlier event of the batch (""), when the same.
+	beforeGroup store.StateGroup
+	beforeEvent string
+}
+
+// checkHistory is step 5 for backfilled events (checked by steps 1–4 and
+// stored as outliers): oldest first, each is checked against the state
+// before it, computed from the states after its prev events, or asked of
+// origin when one of them is unknown. Events that fail are recorded as
+// rejected; hist lists those that pass, oldest first. err reports a state
+// that could not be learned (nothing is rejected for that).
+func (fr *fedRooms) checkHistory(origin, roomID string, evs []*event.Event, done func(hist []*histEvent, err error)) {
+	ordered := prevOrder(evs)
+	byID := map[string]*histEvent{}
+	var hist []*histEvent
+	// check runs the auth rules against h.before and records the outcome.
+	check := func(h *histEvent) error {
+		rm, err := fr.rs.room(roomID)
+		if err != nil {
+			return err
 		}
-		return evs[i].OriginServerTS() > evs[j].OriginServerTS()
+		if err := fr.checkAgainstState(rm, h.ev, h.before); err != nil {
+			if errors.Is(err, errRejected) {
+				fr.reject(h.ev, origin, err)
+				return nil
+			}
+			return err
+		}
+		h.after = h.before
+		if sk, ok := h.ev.StateKey(); ok {
+			h.after = maps.Clone(h.before)
+			h.after[store.StateKey{Type: h.ev.Type(), StateKey: sk}] = h.ev.ID()
+		}
+		byID[h.ev.ID()] = h
+		hist = append(hist, h)
+		return nil
+	}
+	var step func(i int)
+	step = func(i int) {
+		for ; i < len(ordered); i++ {
+			h := &histEvent{ev: ordered[i]}
+			var sets []store.StateMap
+			missing := false
+			for _, p := range h.ev.PrevEvents() {
+				if prev := byID[p]; prev != nil {
+					sets = append(sets, prev.after)
+					h.beforeEvent = p
+					continue
+				}
+				if fr.isRejected(p) {
+					continue
+				}
+				st, g, ok, err := fr.stateAfterGroup(p)
+				if err != nil {
+					done(nil, err)
+					return
+				}
+				if !ok {
+					missing = true
+					break
+				}
+				sets = append(sets, st)
+				h.beforeGroup = g
+			}
+			if missing {
+				h.beforeEvent, h.beforeGroup = "", store.StateGroup{}
+				fr.fetchStateAt(origin, h.ev, func(st store.StateMap, err error) {
+					if err == nil {
+						h.before = st
+						err = check(h)
+					}
+					if err != nil {
+						done(nil, err)
+						return
+					}
+					step(i + 1)
+				})
+				return
+			}
+			if len(sets) != 1 {
+				h.beforeEvent, h.beforeGroup = "", store.StateGroup{}
+			} else if byID[h.beforeEvent] == nil {
+				h.beforeEvent = ""
+			}
+			before, err := fr.resolve(h.ev.Version(), sets)
+			if err == nil {
+				h.before = before
+				err = check(h)
+			}
+			if err != nil {
+				done(nil, err)
+				return
+			}
+		}
+		done(hist, nil)
+	}
+	step(0)
+}
+
+// addHistory stores the state groups of checked history (oldest first)
+// and moves its events from the outliers into the timeline below
+// everything, newest first.
+func (fr *fedRooms) addHistory(roomID string, hist []*histEvent) error {
+	if len(hist) == 0 {
+		return nil
+	}
+	byPos := slices.Clone(hist)
+	sort.SliceStable(byPos, func(i, j int) bool {
+		a, b := byPos[i].ev, byPos[j].ev
+		if a.Depth() != b.Depth() {
+			return a.Depth() > b.Depth()
+		}
+		return a.OriginServerTS() > b.OriginServerTS()
 	})
 	return fr.rs.st.RoomTx(func(t *store.RoomTx) error {
-		for _, ev := range evs {
+		type groups struct{ before, after store.StateGroup }
+		stored := make(map[string]groups, len(hist))
+		for _, h := range hist {
+			var g groups
+			var err error
+			switch {
+			case h.beforeEvent != "":
+				g.before = stored[h.beforeEvent].after
+			case h.beforeGroup.ID > 0:
+				g.before = h.beforeGroup
+			case len(h.before) > 0:
+				if g.before, err = t.InsertStateGroup(roomID, store.StateGroup{}, nil, h.before); err != nil {
+					return err
+				}
+			}
+			g.after = g.before
+			if _, ok := h.ev.StateKey(); ok {
+				if g.after, err = t.InsertStateGroup(roomID, g.before, h.before, h.after); err != nil {
+					return err
+				}
+			}
+			stored[h.ev.ID()] = g
+		}
+		for _, h := range byPos {
 			fr.negPos--
-			if err := t.PromoteOutlier(ev.ID(), fr.negPos); err != nil {
+			g := stored[h.ev.ID()]
+			if err := t.PromoteOutlier(h.ev.ID(), fr.negPos, g.before.ID, g.after.ID); err != nil {
 				return err
 			}
 		}

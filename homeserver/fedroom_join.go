@@ -285,7 +285,7 @@ func (fr *fedRooms) storeJoinedRoom(server string, join *event.Event, resp sendJ
 			done(Errorf(403, ErrCodeForbidden, "our join: %v", err))
 			return
 		}
-		state, err := fr.parseState(before, v)
+		state, err := rs.loadState(before, v)
 		if err != nil {
 			done(err)
 			return

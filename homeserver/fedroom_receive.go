@@ -123,8 +123,9 @@ func (fr *fedRooms) runQueue(roomID string) {
 var errInternal = errors.New("internal error while processing the PDU")
 
 // guard runs f; a panic in it is logged and ends every PDU job in
-// progress with errInternal, so one bad event cannot stop the node or
-// stall a room's queue. Jobs ended this way ignore their later completion.
+// progress with errInternal and every backfill in flight with nothing
+// added, so one bad event cannot stop the node or stall a room's queue or
+// its pagination. Jobs ended this way ignore their later completion.
 func (fr *fedRooms) guard(f func()) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -139,6 +140,13 @@ func (fr *fedRooms) guard(f func()) {
 				if q := fr.queue[roomID]; len(q) > 0 && q[0].finish != nil && !q[0].finished {
 					q[0].finish("", errInternal)
 				}
+			}
+			// Backfills in flight end too (the pagination answers with
+			// what the server has).
+			waiting := fr.backfilling
+			fr.backfilling = map[string]*backfillWaiters{}
+			for _, roomID := range slices.Sorted(maps.Keys(waiting)) {
+				waiting[roomID].finish(false)
 			}
 		}
 	}()
@@ -600,6 +608,18 @@ func (fr *fedRooms) storeOutliers(origin string, v *event.RoomVersion, roomID st
 // authOrder sorts events so each comes after the events of the list it
 // names in auth_events (ties by depth, then ID).
 func authOrder(evs []*event.Event) []*event.Event {
+	return dagOrder(evs, (*event.Event).AuthEvents)
+}
+
+// prevOrder sorts events so each comes after the events of the list it
+// names in prev_events, oldest first (ties by depth, then ID).
+func prevOrder(evs []*event.Event) []*event.Event {
+	return dagOrder(evs, (*event.Event).PrevEvents)
+}
+
+// dagOrder sorts events so each comes after the events of the list that
+// edges names (ties by depth, then ID); a cycle is broken where it is met.
+func dagOrder(evs []*event.Event, edges func(*event.Event) []string) []*event.Event {
 	byID := map[string]*event.Event{}
 	for _, e := range evs {
 		byID[e.ID()] = e
@@ -619,7 +639,7 @@ func authOrder(evs []*event.Event) []*event.Event {
 			return
 		}
 		stack[e.ID()] = true
-		for _, a := range e.AuthEvents() {
+		for _, a := range edges(e) {
 			if p := byID[a]; p != nil {
 				visit(p, stack)
 			}
@@ -654,24 +674,31 @@ func (fr *fedRooms) storeCheckedOutliers(origin string, evs []*event.Event) erro
 // stateAfterEvent returns the state after a stored event, ok false when
 // the event is unknown, rejected or its state is not known.
 func (fr *fedRooms) stateAfterEvent(id string) (store.StateMap, bool, error) {
+	st, _, ok, err := fr.stateAfterGroup(id)
+	return st, ok, err
+}
+
+// stateAfterGroup is stateAfterEvent with the header of the state group
+// it was stored as (ID 0: the empty state).
+func (fr *fedRooms) stateAfterGroup(id string) (store.StateMap, store.StateGroup, bool, error) {
 	row, err := fr.rs.st.Event(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, nil
+		return nil, store.StateGroup{}, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, store.StateGroup{}, false, err
 	}
 	if row.StateAfter < 0 {
-		return nil, false, nil
+		return nil, store.StateGroup{}, false, nil
 	}
 	if row.StateAfter == 0 {
-		return store.StateMap{}, true, nil
+		return store.StateMap{}, store.StateGroup{}, true, nil
 	}
-	m, _, err := fr.rs.st.LoadStateGroup(row.StateAfter)
+	m, g, err := fr.rs.st.LoadStateGroup(row.StateAfter)
 	if err != nil {
-		return nil, false, err
+		return nil, store.StateGroup{}, false, err
 	}
-	return m, true, nil
+	return m, g, true, nil
 }
 
 // stateBefore is step 5's input: the state before ev. With every prev event
@@ -832,15 +859,68 @@ func (fr *fedRooms) processFetched(origin string, evs []*event.Event, done func(
 	})
 }
 
-// fetchStateAt asks origin for the state before ev (GET /state with
-// event_id = ev), checks and stores its events as outliers, and returns the
-// state map. Spec: server-server-api "GET /_matrix/federation/v1/state".
+// fetchStateAt asks origin for the state before ev. It asks for the IDs
+// first (GET /state_ids with event_id = ev): when every one is an event
+// this server holds, that is the state and nothing more crosses the link.
+// Otherwise it asks for the events (GET /state), checks them and stores
+// them as outliers. Spec: server-server-api "GET
+// /_matrix/federation/v1/state_ids", "GET /_matrix/federation/v1/state".
 // NOTSPEC: the spec's servers ask for the state at each missing prev event
 // and resolve those; asking the origin for the state at ev itself (which it
 // has just sent, so it knows) takes one request instead of one per prev
 // event. Either way the remote server's answer is trusted as the state, and
 // every state event is still checked against its own auth events.
 func (fr *fedRooms) fetchStateAt(origin string, ev *event.Event, done func(store.StateMap, error)) {
+	var ids struct {
+		PDUIDs []string `json:"pdu_ids"`
+	}
+	uri := "/_matrix/federation/v1/state_ids/" + url.PathEscape(ev.RoomID()) + "?event_id=" + url.QueryEscape(ev.ID())
+	fr.doJSON(origin, OutboundRequest{Method: "GET", URI: uri}, &ids, func(err error) {
+		var remote *RemoteError
+		if err != nil && !errors.As(err, &remote) {
+			done(nil, fmt.Errorf("fetch state: %w", err))
+			return
+		}
+		if err == nil {
+			st, ok, err := fr.knownState(ev.RoomID(), ids.PDUIDs)
+			if err != nil || ok {
+				done(st, err)
+				return
+			}
+		}
+		fr.fetchFullStateAt(origin, ev, done)
+	})
+}
+
+// knownState builds the state map of a list of state event IDs when this
+// server holds every one (rejected ones are left out of the state); ok is
+// false when some are unknown.
+func (fr *fedRooms) knownState(roomID string, ids []string) (store.StateMap, bool, error) {
+	rows, err := fr.rs.st.Events(ids)
+	if err != nil {
+		return nil, false, err
+	}
+	st := store.StateMap{}
+	have := map[string]bool{}
+	for _, r := range rows {
+		if r.RoomID != roomID || r.StateKey == nil {
+			return nil, false, nil
+		}
+		have[r.EventID] = true
+		st[store.StateKey{Type: r.Type, StateKey: *r.StateKey}] = r.EventID
+	}
+	for _, id := range ids {
+		if !have[id] && !fr.isRejected(id) {
+			return nil, false, nil
+		}
+	}
+	return st, true, nil
+}
+
+// fetchFullStateAt asks origin for the state events before ev and their
+// auth chain (GET /state), checks and stores them as outliers, and returns
+// the state map.
+func (fr *fedRooms) fetchFullStateAt(origin string, ev *event.Event, done func(store.StateMap, error)) {
 	var resp struct {
 		AuthChain []json.RawMessage `json:"auth_chain"`
 		PDUs      []json.RawMessage `json:"pdus"`
@@ -893,9 +973,43 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// parseState loads a state map's events.
-func (fr *fedRooms) parseState(m store.StateMap, v *event.RoomVersion) (auth.State, error) {
-	return fr.rs.loadState(m, v)
+// checkAgainstState is step 5: the auth rules against the state before
+// ev. Only the state the rules read (the event's auth state keys and the
+// create event) is loaded, from the room's cached current state when the
+// same events are there.
+func (fr *fedRooms) checkAgainstState(rm *roomCache, ev *event.Event, before store.StateMap) error {
+	v := ev.Version()
+	keys := append(auth.AppendAuthStateKeys(nil, ev), auth.StateKey{Type: auth.TypeCreate})
+	state := auth.State{}
+	load := store.StateMap{}
+	for _, k := range keys {
+		sk := store.StateKey{Type: k.Type, StateKey: k.StateKey}
+		id, ok := before[sk]
+		if !ok {
+			continue
+		}
+		if e := rm.state[k]; e != nil && e.ID() == id {
+			state[k] = e
+			continue
+		}
+		load[sk] = id
+	}
+	if len(load) > 0 {
+		loaded, err := fr.rs.loadState(load, v)
+		if err != nil {
+			return err
+		}
+		maps.Copy(state, loaded)
+	}
+	if v.RoomIDFromCreate {
+		if err := fr.addCreate(state, ev.RoomID(), v); err != nil {
+			return err
+		}
+	}
+	if err := auth.Check(ev, state); err != nil {
+		return rejectf("not allowed by the state before it: %v", err)
+	}
+	return nil
 }
 
 // accept is steps 5 and 6 and storage: ev (checked against its auth
@@ -903,24 +1017,12 @@ func (fr *fedRooms) parseState(m store.StateMap, v *event.RoomVersion) (auth.Sta
 // state when live, and stored.
 func (fr *fedRooms) accept(ev *event.Event, before store.StateMap, live bool) error {
 	rs := fr.rs
-	v := ev.Version()
 	rm, err := rs.room(ev.RoomID())
 	if err != nil {
 		return err
 	}
-	var beforeState auth.State
-	if maps.Equal(before, rm.stateIDs) {
-		beforeState = maps.Clone(rm.state)
-	} else if beforeState, err = fr.parseState(before, v); err != nil {
+	if err := fr.checkAgainstState(rm, ev, before); err != nil {
 		return err
-	}
-	if v.RoomIDFromCreate {
-		if err := fr.addCreate(beforeState, ev.RoomID(), v); err != nil {
-			return err
-		}
-	}
-	if err := auth.Check(ev, beforeState); err != nil {
-		return rejectf("not allowed by the state before it: %v", err)
 	}
 	if live {
 		cur := maps.Clone(rm.state)

@@ -158,10 +158,11 @@ func (s *Store) OldestRoomEvent(roomID string) (EventRow, error) {
 }
 
 // PromoteOutlier moves an outlier into the timeline at stream position pos
-// (an event first fetched as part of a state or auth chain, later
-// backfilled).
-func (t *RoomTx) PromoteOutlier(eventID string, pos int64) error {
-	_, err := t.tx.Exec(`UPDATE events SET outlier = FALSE, stream_pos = ? WHERE event_id = ? AND outlier = TRUE`, pos, eventID)
+// with its state groups before and after (an event first fetched as part
+// of a state or auth chain, or checked as backfilled history).
+func (t *RoomTx) PromoteOutlier(eventID string, pos, stateBefore, stateAfter int64) error {
+	_, err := t.tx.Exec(`UPDATE events SET outlier = FALSE, stream_pos = ?, state_before = ?, state_after = ?
+		WHERE event_id = ? AND outlier = TRUE`, pos, stateBefore, stateAfter, eventID)
 	if err != nil {
 		return fmt.Errorf("store: promote %s: %w", eventID, describe(err))
 	}

@@ -58,8 +58,11 @@ func TestFederatedRoomTables(t *testing.T) {
 	if succ, err := s.Successors("$out"); err != nil || len(succ) != 1 || succ[0] != "$b" {
 		t.Fatalf("successors %v, %v", succ, err)
 	}
-	if err := s.RoomTx(func(tx *RoomTx) error { return tx.PromoteOutlier("$out", -5) }); err != nil {
+	if err := s.RoomTx(func(tx *RoomTx) error { return tx.PromoteOutlier("$out", -5, 0, 0) }); err != nil {
 		t.Fatal(err)
+	}
+	if r, err := s.Event("$out"); err != nil || r.Outlier || r.StateBefore != 0 || r.StateAfter != 0 || r.Pos != -5 {
+		t.Fatalf("promoted row %+v, %v", r, err)
 	}
 	if tl, _ := s.RoomEventsRange("!r:x", -100, 100, true, 0); len(tl) != 3 || tl[0].EventID != "$out" {
 		t.Fatalf("after promotion: %+v", tl)
