@@ -387,6 +387,15 @@ func TestDendriteRoomThreeServersBackfill(t *testing.T) {
 				waitBodiesContain(t, p.theirs, p.roomID, m)
 			}
 		}
+		// Enough history that the late joiner backfills in several
+		// batches: the bottom of the first is checked against the state
+		// the serving server reports before it (/state_ids).
+		for i := 0; i < 80; i++ {
+			m := fmt.Sprintf("bulk %d", i)
+			say(t, p.ours, p.roomID, m)
+			want = append(want, m)
+		}
+		waitBodies(t, p.theirs, p.roomID, want)
 		third := startFedNode(t)
 		carol := mxClient(t, third.URL, "carol", true)
 		creator := p.ours

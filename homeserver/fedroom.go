@@ -33,10 +33,13 @@ type fedRooms struct {
 	// queue holds the inbound PDUs of each room waiting for the one ahead
 	// of them (the head is being processed).
 	queue map[string][]*pduJob
-	// backfilling holds, per room with a backfill in flight, the callers
-	// waiting for it: a second pagination joins the first instead of
-	// fetching and adding the same history again.
-	backfilling map[string]*backfillWaiters
+	// backfilling, joining and inviting are the backfills (by room),
+	// remote joins and invites (by room and user) in flight: a repeated
+	// request joins the one in flight, and a make_join waits for an
+	// invite of the same user in flight (see afterInvite).
+	backfilling flights[bool]
+	joining     flights[error]
+	inviting    flights[error]
 	// negPos is the last negative stream position handed to an outlier.
 	negPos int64
 	// panics counts bugs caught by guard (tests assert it stays 0).
@@ -64,7 +67,7 @@ func fedRoomRoutes(n *Node) ([]Route, error) {
 		return nil, err
 	}
 	fr := &fedRooms{n: n, rs: rs, queue: map[string][]*pduJob{},
-		backfilling: map[string]*backfillWaiters{}, negPos: neg}
+		backfilling: flights[bool]{}, joining: flights[error]{}, inviting: flights[error]{}, negPos: neg}
 	n.SetModule(fedRoomsModuleName, fr)
 	if f := n.Federation(); f != nil {
 		f.SetPDUHandler(fr.receivePDU)

@@ -35,8 +35,14 @@ import (
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
 
-// backfillBatch is how many events one backfill asks for, at least.
-const backfillBatch = 50
+// backfillBatch and backfillMax bound how many events one backfill asks
+// for: at least the first, whatever the client's page size, and at most
+// the second (Synapse asks for 100 too), so a deep history arrives in
+// several batches as the client pages.
+const (
+	backfillBatch = 50
+	backfillMax   = 100
+)
 
 // backfillFrom returns the events to backfill from: the prev_events of the
 // room's oldest timeline event that are not in the timeline ("" when the
@@ -72,38 +78,7 @@ const backfillServers = 5
 // a server answers with nothing usable (an error, no events, events that
 // fail the checks) the next server in the room is asked.
 func (fr *fedRooms) backfill(roomID string, limit int, done func(added bool)) {
-	if w := fr.backfilling[roomID]; w != nil {
-		w.add(done)
-		return
-	}
-	w := &backfillWaiters{}
-	w.add(done)
-	fr.backfilling[roomID] = w
-	fr.backfillOnce(roomID, limit, func(added bool) {
-		if fr.backfilling[roomID] == w {
-			delete(fr.backfilling, roomID)
-		}
-		w.finish(added)
-	})
-}
-
-// backfillWaiters are the callers waiting for one room's backfill.
-type backfillWaiters struct {
-	waiting []func(added bool)
-	done    bool
-}
-
-func (w *backfillWaiters) add(f func(bool)) { w.waiting = append(w.waiting, f) }
-
-// finish answers every waiter once.
-func (w *backfillWaiters) finish(added bool) {
-	if w.done {
-		return
-	}
-	w.done = true
-	for _, f := range w.waiting {
-		f(added)
-	}
+	fr.backfilling.do(roomID, done, func(finish func(bool)) { fr.backfillOnce(roomID, limit, finish) })
 }
 
 // backfillOnce is one backfill of a room (backfill runs at most one per
@@ -121,6 +96,13 @@ func (fr *fedRooms) backfillOnce(roomID string, limit int, done func(added bool)
 		return
 	}
 	servers := slices.DeleteFunc(roomServers(rm.state), func(s string) bool { return s == fr.n.ServerName() })
+	// The creator's server first: it most likely holds the whole history.
+	if c := rm.state[auth.StateKey{Type: auth.TypeCreate}]; c != nil {
+		if i := slices.Index(servers, serverOf(c.Sender())); i > 0 {
+			creator := servers[i]
+			servers = append([]string{creator}, slices.Delete(servers, i, i+1)...)
+		}
+	}
 	if len(servers) > backfillServers {
 		servers = servers[:backfillServers]
 	}
@@ -128,7 +110,7 @@ func (fr *fedRooms) backfillOnce(roomID string, limit int, done func(added bool)
 		done(false)
 		return
 	}
-	limit = max(limit, backfillBatch)
+	limit = min(max(limit, backfillBatch), backfillMax)
 	q := url.Values{"limit": {strconv.Itoa(limit)}, "v": from}
 	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(roomID) + "?" + q.Encode()
 	// A server serves events redacted (their content hash no longer

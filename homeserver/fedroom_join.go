@@ -154,8 +154,18 @@ func (fr *fedRooms) signTemplate(mr makeResponse, roomID, userID, membership, re
 }
 
 // remoteJoin joins userID to a room through one of servers, trying each in
-// turn. done runs inside the loop.
+// turn. done runs inside the loop. A join of the same user to the same
+// room already in flight (a client retrying a join that outlives its
+// request on a slow link) is not started again: done gets its result.
 func (fr *fedRooms) remoteJoin(roomID, userID, reason string, servers []string, done func(error)) {
+	fr.joining.do(roomID+"\x00"+userID, done, func(finish func(error)) {
+		fr.remoteJoinVia(roomID, userID, reason, servers, finish)
+	})
+}
+
+// remoteJoinVia is remoteJoin's work: make_join and send_join through the
+// first of servers that answers.
+func (fr *fedRooms) remoteJoinVia(roomID, userID, reason string, servers []string, done func(error)) {
 	f := fr.n.Federation()
 	if f == nil || len(servers) == 0 {
 		done(Errorf(404, ErrCodeNotFound, "room %s is not known here and no server to join it through", roomID))
@@ -308,9 +318,27 @@ func (fr *fedRooms) storeJoinedRoom(server string, join *event.Event, resp sendJ
 	})
 }
 
+// afterInvite runs f once no invite of userID to roomID is in flight. The
+// invitee's server tells its user about an invite as soon as it has signed
+// it, so the user's make_join can arrive here before the signed invite
+// has come back over a slow link and been added to the room; answering it
+// then would refuse a join that is about to be allowed.
+func (fr *fedRooms) afterInvite(roomID, userID string, f func()) {
+	fr.inviting.after(roomID+"\x00"+userID, f)
+}
+
 // remoteInvite invites a user of another server: their server signs the
-// invite first. done runs inside the loop.
+// invite first. done runs inside the loop. An invite of the same user to
+// the same room already in flight is not made twice: done gets its result.
 func (fr *fedRooms) remoteInvite(roomID, sender, target string, content json.RawMessage, done func(error)) {
+	fr.inviting.do(roomID+"\x00"+target, done, func(finish func(error)) {
+		fr.remoteInviteSigned(roomID, sender, target, content, finish)
+	})
+}
+
+// remoteInviteSigned is remoteInvite's work: the invite is built, signed
+// by the invitee's server, checked and sent to the room.
+func (fr *fedRooms) remoteInviteSigned(roomID, sender, target string, content json.RawMessage, done func(error)) {
 	rs := fr.rs
 	f := fr.n.Federation()
 	rm, err := rs.room(roomID)

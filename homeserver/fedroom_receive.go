@@ -123,9 +123,9 @@ func (fr *fedRooms) runQueue(roomID string) {
 var errInternal = errors.New("internal error while processing the PDU")
 
 // guard runs f; a panic in it is logged and ends every PDU job in
-// progress with errInternal and every backfill in flight with nothing
-// added, so one bad event cannot stop the node or stall a room's queue or
-// its pagination. Jobs ended this way ignore their later completion.
+// progress with errInternal, and so every backfill, remote join and
+// invite in flight, so one bad event cannot stop the node or stall a
+// room's queue, its pagination or joins. Jobs ended this way ignore their later completion.
 func (fr *fedRooms) guard(f func()) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -141,13 +141,11 @@ func (fr *fedRooms) guard(f func()) {
 					q[0].finish("", errInternal)
 				}
 			}
-			// Backfills in flight end too (the pagination answers with
-			// what the server has).
-			waiting := fr.backfilling
-			fr.backfilling = map[string]*backfillWaiters{}
-			for _, roomID := range slices.Sorted(maps.Keys(waiting)) {
-				waiting[roomID].finish(false)
-			}
+			// Backfills, joins and invites in flight end too (and the
+			// requests waiting for them are answered).
+			fr.backfilling.endAll(false)
+			fr.joining.endAll(errInternal)
+			fr.inviting.endAll(errInternal)
 		}
 	}()
 	f()

@@ -105,3 +105,90 @@ func TestFedRoomThirdPartyInviteSignature(t *testing.T) {
 	}
 	_ = fn
 }
+
+// holdRemote holds the answers to requests whose URI contains match until
+// the test releases them.
+type holdRemote struct {
+	inner Remote
+	match string
+	held  *[]func()
+}
+
+func (h holdRemote) Do(dest string, req OutboundRequest, done func(OutboundResponse, error)) {
+	if !strings.Contains(req.URI, h.match) {
+		h.inner.Do(dest, req, done)
+		return
+	}
+	h.inner.Do(dest, req, func(resp OutboundResponse, err error) {
+		*h.held = append(*h.held, func() { done(resp, err) })
+	})
+}
+
+// The invitee's server shows the invite to its user as soon as it has
+// signed it; on a slow link the user's join can reach the inviting server
+// before the signed invite has come back. The inviting server holds the
+// make_join until the invite is in the room instead of refusing it.
+func TestFedRoomJoinOvertakesInviteAnswer(t *testing.T) {
+	fn := newFedNet(t)
+	var held []func()
+	a, _ := fn.nodeVia("a.test", t.TempDir(), 1, nil, func(r Remote) Remote { return holdRemote{inner: r, match: "/v2/invite/", held: &held} })
+	b, _ := fn.node("b.test", t.TempDir(), 2)
+	alice, bob := fn.user(a, "alice"), fn.user(b, "bob")
+	roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{"preset": "private_chat"}).str("room_id")
+	inv, _ := a.start("POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
+	fn.run()
+	if inv.Answered || len(held) != 1 {
+		t.Fatalf("invite answered %v with %d answers held", inv.Answered, len(held))
+	}
+	// b.test has the invite; bob joins while a.test still waits for it.
+	join, _ := b.start("POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), bob.token, map[string]any{})
+	fn.run()
+	if join.Answered {
+		t.Fatalf("join answered before the invite was in the room: %d %s", join.Status, join.Raw)
+	}
+	held[0]()
+	fn.run()
+	if !inv.Answered || inv.Status != 200 {
+		t.Fatalf("invite: %v %d %s", inv.Answered, inv.Status, inv.Raw)
+	}
+	if !join.Answered || join.Status != 200 {
+		t.Fatalf("join: %v %d %s", join.Answered, join.Status, join.Raw)
+	}
+	if m := fn.membership(alice, roomID, bob.id); m != "join" {
+		t.Fatalf("a.test sees bob as %q", m)
+	}
+}
+
+// A client that repeats a join while its server is still joining the room
+// over federation (a retry on a slow link) does not start a second join:
+// both requests get the first one's answer.
+func TestFedRoomRepeatedJoinJoinsTheFirst(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	var uris []string
+	b, _ := fn.nodeVia("b.test", t.TempDir(), 2, nil, func(r Remote) Remote { return watchRemote{inner: r, uris: &uris} })
+	alice, bob := fn.user(a, "alice"), fn.user(b, "bob")
+	roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token,
+		map[string]any{"preset": "public_chat"}).str("room_id")
+	path := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=a.test"
+	first, _ := b.start("POST", path, bob.token, map[string]any{})
+	second, _ := b.start("POST", path, bob.token, map[string]any{})
+	fn.run()
+	for i, r := range []*testResp{first, second} {
+		if !r.Answered || r.Status != 200 || r.str("room_id") != roomID {
+			t.Fatalf("join %d: %v %d %s", i+1, r.Answered, r.Status, r.Raw)
+		}
+	}
+	if n := countURIs(uris, "/make_join/"); n != 1 {
+		t.Fatalf("%d make_join requests, want 1: %q", n, uris)
+	}
+	if m := fn.membership(alice, roomID, bob.id); m != "join" {
+		t.Fatalf("a.test sees bob as %q", m)
+	}
+	// Once joined, a join is answered at once, without federation.
+	uris = nil
+	fn.call(b, 200, "POST", path, bob.token, map[string]any{})
+	if len(uris) != 0 {
+		t.Fatalf("join of a joined room went out: %q", uris)
+	}
+}

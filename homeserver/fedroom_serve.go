@@ -123,72 +123,82 @@ func (fr *fedRooms) handleMake(membership string) func(c *Call) {
 			c.Fail(Errorf(403, ErrCodeForbidden, "user %s does not belong to %s", userID, c.Origin))
 			return
 		}
-		rm, err := fr.roomFor(c, roomID)
+		fr.afterInvite(roomID, userID, func() {
+			if !c.Done() {
+				fr.makeMember(c, membership, roomID, userID)
+			}
+		})
+	}
+}
+
+// makeMember builds the membership template of make_join, make_leave or
+// make_knock.
+func (fr *fedRooms) makeMember(c *Call, membership, roomID, userID string) {
+	rm, err := fr.roomFor(c, roomID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if membership != auth.Leave {
+		vers, ok := c.Req.Query["ver"]
+		if !ok {
+			vers = []string{"1"}
+		}
+		if !slices.Contains(vers, rm.version.ID) {
+			c.Fail(Errorf(400, ErrCodeIncompatibleRoomVersion, "room %s has version %s", roomID, rm.version.ID).
+				With("room_version", rm.version.ID))
+			return
+		}
+	}
+	contentMap := map[string]string{"membership": membership}
+	if membership == auth.Join {
+		via, err := fr.restrictedAuthoriser(rm, userID)
 		if err != nil {
 			c.Fail(err)
 			return
 		}
-		if membership != auth.Leave {
-			vers, ok := c.Req.Query["ver"]
-			if !ok {
-				vers = []string{"1"}
-			}
-			if !slices.Contains(vers, rm.version.ID) {
-				c.Fail(Errorf(400, ErrCodeIncompatibleRoomVersion, "room %s has version %s", roomID, rm.version.ID).
-					With("room_version", rm.version.ID))
-				return
-			}
+		if via != "" {
+			contentMap["join_authorised_via_users_server"] = via
 		}
-		contentMap := map[string]string{"membership": membership}
-		if membership == auth.Join {
-			via, err := fr.restrictedAuthoriser(rm, userID)
-			if err != nil {
-				c.Fail(err)
-				return
-			}
-			if via != "" {
-				contentMap["join_authorised_via_users_server"] = via
-			}
-		}
-		content := mustJSON(contentMap)
-		sk := userID
-		authEvs, err := auth.SelectAuthEvents(rm.version, auth.TypeMember, sk, userID, content, rm.state)
-		if err != nil {
-			c.Fail(Errorf(400, ErrCodeBadJSON, "%v", err))
-			return
-		}
-		authIDs := make([]string, len(authEvs))
-		for i, e := range authEvs {
-			authIDs[i] = e.ID()
-		}
-		proto := event.Proto{RoomID: rm.id, Sender: userID, Type: auth.TypeMember, StateKey: &sk, Content: content,
-			PrevEvents: slices.Clone(rm.extremities), AuthEvents: authIDs, Depth: rm.depth + 1,
-			OriginServerTS: fr.n.Now().UnixMilli()}
-		// Try the template against the current state, signed in the
-		// user's server's name (the rules need the signature to be there,
-		// not to verify), so a join that cannot succeed fails now.
-		trial, err := event.Build(proto, rm.version, c.Origin, fr.n.key.ID, fr.n.key.Key)
-		if err == nil && contentMap["join_authorised_via_users_server"] != "" {
-			var raw []byte
-			if raw, err = event.SignEvent(trial.JSON(), rm.version, fr.n.ServerName(), fr.n.key.ID, fr.n.key.Key); err == nil {
-				trial, err = event.Parse(raw, rm.version)
-			}
-		}
-		if err != nil {
-			c.Fail(Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err))
-			return
-		}
-		if err := auth.Check(trial, rm.state); err != nil {
-			c.Fail(Errorf(403, ErrCodeForbidden, "%s may not %s %s: %v", userID, membership, roomID, err))
-			return
-		}
-		tmpl := map[string]any{
-			"room_id": rm.id, "sender": userID, "type": auth.TypeMember, "state_key": userID,
-			"content": content, "prev_events": nonNil(proto.PrevEvents), "auth_events": authIDs,
-			"depth": proto.Depth, "origin_server_ts": proto.OriginServerTS, "origin": fr.n.ServerName(),
-		}
-		c.Reply(200, map[string]any{"event": tmpl, "room_version": rm.version.ID})
 	}
+	content := mustJSON(contentMap)
+	sk := userID
+	authEvs, err := auth.SelectAuthEvents(rm.version, auth.TypeMember, sk, userID, content, rm.state)
+	if err != nil {
+		c.Fail(Errorf(400, ErrCodeBadJSON, "%v", err))
+		return
+	}
+	authIDs := make([]string, len(authEvs))
+	for i, e := range authEvs {
+		authIDs[i] = e.ID()
+	}
+	proto := event.Proto{RoomID: rm.id, Sender: userID, Type: auth.TypeMember, StateKey: &sk, Content: content,
+		PrevEvents: slices.Clone(rm.extremities), AuthEvents: authIDs, Depth: rm.depth + 1,
+		OriginServerTS: fr.n.Now().UnixMilli()}
+	// Try the template against the current state, signed in the
+	// user's server's name (the rules need the signature to be there,
+	// not to verify), so a join that cannot succeed fails now.
+	trial, err := event.Build(proto, rm.version, c.Origin, fr.n.key.ID, fr.n.key.Key)
+	if err == nil && contentMap["join_authorised_via_users_server"] != "" {
+		var raw []byte
+		if raw, err = event.SignEvent(trial.JSON(), rm.version, fr.n.ServerName(), fr.n.key.ID, fr.n.key.Key); err == nil {
+			trial, err = event.Parse(raw, rm.version)
+		}
+	}
+	if err != nil {
+		c.Fail(Errorf(400, ErrCodeBadJSON, "cannot build event: %v", err))
+		return
+	}
+	if err := auth.Check(trial, rm.state); err != nil {
+		c.Fail(Errorf(403, ErrCodeForbidden, "%s may not %s %s: %v", userID, membership, roomID, err))
+		return
+	}
+	tmpl := map[string]any{
+		"room_id": rm.id, "sender": userID, "type": auth.TypeMember, "state_key": userID,
+		"content": content, "prev_events": nonNil(proto.PrevEvents), "auth_events": authIDs,
+		"depth": proto.Depth, "origin_server_ts": proto.OriginServerTS, "origin": fr.n.ServerName(),
+	}
+	c.Reply(200, map[string]any{"event": tmpl, "room_version": rm.version.ID})
 }
 
 // handleSendMember serves send_join, send_leave and send_knock: the signed

@@ -76,16 +76,18 @@ func (rs *roomsModule) handleCreateRoom(c *Call) {
 		c.Fail(err)
 		return
 	}
-	rs.inviteEach(roomID, c.UserID, remote, req.IsDirect, func() {
-		c.Reply(200, map[string]string{"room_id": roomID})
-	})
+	c.Reply(200, map[string]string{"room_id": roomID})
+	rs.inviteEach(roomID, c.UserID, remote, req.IsDirect, func() {})
 }
 
 // inviteEach sends the invites of createRoom that need federation, one
 // after the other, through the same path as POST /invite, then calls done.
-// An invite a remote server refuses or never answers is logged and does not
-// fail the request: the room exists and the other invitees are unaffected
-// (the spec leaves this open; Synapse and Dendrite differ).
+// They go after createRoom has answered: the room exists, and on a slow
+// link the invitees' servers may take longer to sign the invites than a
+// client waits for an answer (it would retry and make another room). An
+// invite a remote server refuses or never answers is logged; the inviter
+// sees each invite in the room's state once it is made. NOTSPEC: the spec
+// does not say whether the answer waits for the invites; Synapse waits.
 func (rs *roomsModule) inviteEach(roomID, sender string, users []string, isDirect bool, done func()) {
 	if len(users) == 0 {
 		done()

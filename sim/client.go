@@ -322,10 +322,8 @@ func (s *Sim) act(c *client, a ActionSpec) {
 		invitees = append(invitees, s.clients[u].userID)
 	}
 	if a.Do == DoCreateRoom {
-		// NOTSPEC: invitees go in /invite calls after the room exists, not
-		// in createRoom's "invite" list: the node's createRoom makes invite
-		// events for remote users without sending them over federation.
-		c.do("POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "private_chat"}, func(ans answer) {
+		body := map[string]any{"preset": "private_chat", "invite": invitees}
+		c.do("POST", "/_matrix/client/v3/createRoom", body, func(ans answer) {
 			var r struct {
 				RoomID string `json:"room_id"`
 			}
@@ -335,7 +333,6 @@ func (s *Sim) act(c *client, a ActionSpec) {
 			}
 			s.rooms[a.Room] = r.RoomID
 			c.joined[r.RoomID] = s.elapsed()
-			c.invite(a.Room, r.RoomID, invitees)
 		})
 		return
 	}
