@@ -4,8 +4,9 @@ package homeserver
 // /directory/room/{roomAlias}, GET /rooms/{roomId}/aliases). Only aliases
 // on this server can be created; deleting needs the alias's creator, a
 // server admin, or the power to change m.room.canonical_alias.
-//
-// NOTSPEC: aliases of other servers are not looked up over federation yet.
+// Another server's alias is looked up on that server (server-server-api
+// "Querying for information", GET /query/directory: fed_query.go) for GET
+// /directory/room and for joins and knocks by alias (room_membership.go).
 
 import (
 	"encoding/json"

@@ -130,7 +130,10 @@
 // publicRooms, user/devices, user/keys/query and user/keys/claim. Client
 // requests about other servers' users and aliases (GET
 // /profile/@u:remote, GET /directory/room/#a:remote) are answered over
-// federation through Node.Intercept in front of the local handlers.
+// federation through Node.Intercept in front of the local handlers; joins
+// and knocks by another server's alias look it up the same way,
+// /publicRooms?server=S asks S's directory, and the space hierarchy
+// (room_hierarchy.go) asks a remote space's servers for its summary.
 //
 // Room federation (fedroom*.go): every PDU received, from a transaction,
 // a join's state and auth chain, get_missing_events or backfill, runs the

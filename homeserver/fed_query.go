@@ -9,6 +9,8 @@ package homeserver
 import (
 	"errors"
 	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
@@ -191,23 +193,38 @@ func (f *Federation) remoteAlias(c *Call) bool {
 	if server == "" || server == f.n.ServerName() || checkAlias(alias) != nil {
 		return false
 	}
+	f.queryAlias(alias, func(roomID string, servers []string, err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, map[string]any{"room_id": roomID, "servers": servers})
+	})
+	return true
+}
+
+// queryAlias asks the alias's server which room it names and which
+// servers are in it (GET /_matrix/federation/v1/query/directory); err is
+// the client's error when it cannot say.
+func (f *Federation) queryAlias(alias string, done func(roomID string, servers []string, err error)) {
+	server := serverOf(alias)
 	var out struct {
 		RoomID  string   `json:"room_id"`
 		Servers []string `json:"servers"`
 	}
 	f.DoJSON(server, OutboundRequest{Method: "GET", URI: "/_matrix/federation/v1/query/directory?" + url.Values{"room_alias": {alias}}.Encode()}, &out, func(err error) {
 		if err != nil {
-			c.Fail(remoteFailure(server, err))
+			done("", nil, remoteFailure(server, err))
 			return
 		}
-		if out.RoomID == "" {
-			c.Fail(Errorf(502, ErrCodeUnknown, "%s answered without a room_id", server))
+		if !strings.HasPrefix(out.RoomID, "!") {
+			done("", nil, Errorf(502, ErrCodeUnknown, "%s answered without a room_id", server))
 			return
 		}
-		if out.Servers == nil {
-			out.Servers = []string{server}
+		servers := slices.DeleteFunc(out.Servers, func(s string) bool { return ValidateServerName(s) != nil })
+		if !slices.Contains(servers, server) {
+			servers = append(servers, server)
 		}
-		c.Reply(200, out)
+		done(out.RoomID, servers, nil)
 	})
-	return true
 }

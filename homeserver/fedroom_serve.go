@@ -782,28 +782,22 @@ func (fr *fedRooms) handleHierarchy(c *Call) {
 		return
 	}
 	room := fr.summary(rm)
-	childState := []any{}
+	suggestedOnly := c.Req.Query.Get("suggested_only") == "true"
 	children := []any{}
 	inaccessible := []string{}
-	keys := make([]auth.StateKey, 0)
-	for k, e := range rm.state {
-		if k.Type == "m.space.child" && len(e.ContentMap()) > 0 {
-			keys = append(keys, k)
+	all := spaceChildren(rm)
+	for _, ch := range all {
+		if suggestedOnly && !ch.suggested {
+			continue
 		}
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].StateKey < keys[j].StateKey })
-	for _, k := range keys {
-		e := rm.state[k]
-		childState = append(childState, map[string]any{"type": e.Type(), "state_key": k.StateKey, "content": e.Content(),
-			"sender": e.Sender(), "origin_server_ts": e.OriginServerTS()})
-		child, err := fr.rs.room(k.StateKey)
-		if err != nil || !fr.peekable(child) {
-			inaccessible = append(inaccessible, k.StateKey)
+		child, err := fr.rs.room(ch.roomID)
+		if err != nil || !fr.inRoom(ch.roomID) || !fr.peekable(child) {
+			inaccessible = append(inaccessible, ch.roomID)
 			continue
 		}
 		children = append(children, fr.summary(child))
 	}
-	room["children_state"] = childState
+	room["children_state"] = childrenState(all)
 	c.Reply(200, map[string]any{"room": room, "children": children, "inaccessible_children": inaccessible})
 }
 

@@ -50,3 +50,19 @@ func FuzzDispatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHierarchyToken: any string either fails to parse or round-trips.
+func FuzzHierarchyToken(f *testing.F) {
+	for _, s := range []string{"h0_10_0", "h20_3_1", "h1_2_1junk", "", "h-1_0_0", "h01_2_0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, ok := parseHierarchyToken(s)
+		if !ok {
+			return
+		}
+		if tok.String() != s || tok.skip < 0 || tok.maxDepth < 0 {
+			t.Fatalf("%q parsed as %+v", s, tok)
+		}
+	})
+}

@@ -6,12 +6,16 @@ package homeserver
 // generic_search_term, filter.room_types). Pagination tokens are the
 // decimal offset into the list ordered by joined members, then room ID.
 //
-// NOTSPEC: the server parameter (another server's directory) and
-// third-party networks are not supported; only this server's rooms are
-// listed.
+// With the server parameter naming another server, its directory is
+// asked over federation (server-server-api "Public Room Directory", GET or
+// POST /_matrix/federation/v1/publicRooms) and its answer passed on.
+// NOTSPEC: third-party networks are not supported (include_all_networks
+// and third_party_instance_id are ignored).
 
 import (
 	"encoding/json"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +35,7 @@ func (rs *roomsModule) directoryRoutes() []Route {
 		{Method: "PUT", Pattern: "/_matrix/client/v3/directory/list/room/{roomId}", Auth: AuthUser, Handle: rs.handlePutVisibility},
 		{Method: "GET", Pattern: "/_matrix/client/v3/publicRooms", Auth: AuthOptional, Handle: rs.handlePublicRooms},
 		{Method: "POST", Pattern: "/_matrix/client/v3/publicRooms", Auth: AuthUser, Handle: rs.handlePublicRooms},
+		{Method: "GET", Pattern: "/_matrix/client/v1/rooms/{roomId}/hierarchy", Auth: AuthUser, Handle: rs.handleHierarchy},
 	}
 }
 
@@ -114,6 +119,10 @@ func (rs *roomsModule) handlePublicRooms(c *Call) {
 		req.Since = c.Req.Query.Get("since")
 	}
 	if s := c.Req.Query.Get("server"); s != "" && s != rs.n.ServerName() {
+		if f := rs.n.Federation(); f != nil && c.Origin == "" && ValidateServerName(s) == nil {
+			rs.remotePublicRooms(c, f, s, req.Limit, req.Since, c.Req.Method == "POST", c.Req.Body)
+			return
+		}
 		c.Fail(Errorf(404, ErrCodeNotFound, "the directory of %s is not available here", s))
 		return
 	}
@@ -211,4 +220,45 @@ func (rs *roomsModule) publicRoomEntry(rm *roomCache) publicRoom {
 		}
 	}
 	return pr
+}
+
+// remotePublicRooms answers /publicRooms?server=S with S's directory: a
+// GET with limit and since, or a POST with the client's filter.
+func (rs *roomsModule) remotePublicRooms(c *Call, f *Federation, server string, limit int, since string, post bool, body []byte) {
+	req := OutboundRequest{Method: "GET", URI: "/_matrix/federation/v1/publicRooms"}
+	if post {
+		req.Method, req.Body = "POST", body
+		if len(body) == 0 {
+			req.Body = []byte("{}")
+		}
+	} else {
+		q := url.Values{}
+		if limit > 0 {
+			q.Set("limit", strconv.Itoa(limit))
+		}
+		if since != "" {
+			q.Set("since", since)
+		}
+		if len(q) > 0 {
+			req.URI += "?" + q.Encode()
+		}
+	}
+	var out struct {
+		Chunk     []json.RawMessage `json:"chunk"`
+		NextBatch string            `json:"next_batch,omitempty"`
+		PrevBatch string            `json:"prev_batch,omitempty"`
+		Total     *int64            `json:"total_room_count_estimate,omitempty"`
+	}
+	f.DoJSON(server, req, &out, func(err error) {
+		if err != nil {
+			c.Fail(remoteFailure(server, err))
+			return
+		}
+		// Only room objects are passed on.
+		out.Chunk = slices.DeleteFunc(out.Chunk, func(r json.RawMessage) bool { return len(r) == 0 || r[0] != '{' })
+		if out.Chunk == nil {
+			out.Chunk = []json.RawMessage{}
+		}
+		c.Reply(200, out)
+	})
 }

@@ -31,16 +31,28 @@ func (rs *roomsModule) membershipRoutes() []Route {
 	}
 }
 
-// resolveRoom turns a room ID or a local alias into a room ID.
-func (rs *roomsModule) resolveRoom(idOrAlias string) (string, error) {
+// resolveRoom turns a room ID or an alias into a room ID. For another
+// server's alias it asks that server (query/directory), and servers lists
+// those its directory says are in the room, to join or knock through.
+func (rs *roomsModule) resolveRoom(idOrAlias string, done func(roomID string, servers []string, err error)) {
 	switch {
 	case strings.HasPrefix(idOrAlias, "!"):
-		return idOrAlias, nil
+		done(idOrAlias, nil, nil)
+		return
 	case strings.HasPrefix(idOrAlias, "#"):
+		if err := checkAlias(idOrAlias); err != nil {
+			done("", nil, err)
+			return
+		}
+		if f := rs.n.Federation(); f != nil && serverOf(idOrAlias) != rs.n.ServerName() {
+			f.queryAlias(idOrAlias, done)
+			return
+		}
 		roomID, _, err := rs.localAlias(idOrAlias)
-		return roomID, err
+		done(roomID, nil, err)
+		return
 	}
-	return "", Errorf(400, ErrCodeInvalidParam, "%q is neither a room ID nor a room alias", idOrAlias)
+	done("", nil, Errorf(400, ErrCodeInvalidParam, "%q is neither a room ID nor a room alias", idOrAlias))
 }
 
 type reasonBody struct {
@@ -57,33 +69,35 @@ func (rs *roomsModule) handleJoin(c *Call) {
 		c.Fail(err)
 		return
 	}
-	roomID, err := rs.resolveRoom(idOrAlias)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	if rs.throughServers(c, roomID, func(fr *fedRooms, servers []string, done func(error)) {
-		fr.remoteJoin(roomID, c.UserID, body.Reason, servers, done)
-	}) {
-		return
-	}
-	if err := rs.join(roomID, c.UserID, body.Reason); err != nil {
-		c.Fail(err)
-		return
-	}
-	c.Reply(200, map[string]string{"room_id": roomID})
+	rs.resolveRoom(idOrAlias, func(roomID string, servers []string, err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if rs.throughServers(c, roomID, servers, func(fr *fedRooms, servers []string, done func(error)) {
+			fr.remoteJoin(roomID, c.UserID, body.Reason, servers, done)
+		}) {
+			return
+		}
+		if err := rs.join(roomID, c.UserID, body.Reason); err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, map[string]string{"room_id": roomID})
+	})
 }
 
 // throughServers runs op when this server is not in roomID and knows
-// servers that are (the request's server_name and via, the sender of an
-// invite): op asks them to let the user in, and the call is answered with
-// the room ID when it is done. It reports whether op was started.
-func (rs *roomsModule) throughServers(c *Call, roomID string, op func(fr *fedRooms, servers []string, done func(error))) bool {
+// servers that are (the request's server_name and via, those an alias's
+// directory named, the sender of an invite): op asks them to let the user
+// in, and the call is answered with the room ID when it is done. It
+// reports whether op was started.
+func (rs *roomsModule) throughServers(c *Call, roomID string, known []string, op func(fr *fedRooms, servers []string, done func(error))) bool {
 	fr := fedRoomsOf(rs.n)
 	if fr == nil || fr.inRoom(roomID) {
 		return false
 	}
-	via := append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...)
+	via := append(append(append([]string{}, c.Req.Query["server_name"]...), c.Req.Query["via"]...), known...)
 	servers := fr.joinServers(roomID, c.UserID, via)
 	if len(servers) == 0 {
 		return false
@@ -128,13 +142,19 @@ func (rs *roomsModule) handleKnock(c *Call) {
 		c.Fail(err)
 		return
 	}
-	roomID, err := rs.resolveRoom(c.Req.Vars["roomIdOrAlias"])
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	if rs.throughServers(c, roomID, func(fr *fedRooms, servers []string, done func(error)) {
-		fr.remoteKnock(roomID, c.UserID, body.Reason, servers, done)
+	rs.resolveRoom(c.Req.Vars["roomIdOrAlias"], func(roomID string, servers []string, err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		rs.knock(c, roomID, servers, body.Reason)
+	})
+}
+
+// knock is handleKnock once the room is known.
+func (rs *roomsModule) knock(c *Call, roomID string, servers []string, reason string) {
+	if rs.throughServers(c, roomID, servers, func(fr *fedRooms, servers []string, done func(error)) {
+		fr.remoteKnock(roomID, c.UserID, reason, servers, done)
 	}) {
 		return
 	}
@@ -147,7 +167,7 @@ func (rs *roomsModule) handleKnock(c *Call) {
 		c.Fail(Errorf(403, ErrCodeForbidden, "you are already invited to or joined %s", roomID))
 		return
 	}
-	if err := rs.setOwnMembership(roomID, c.UserID, auth.Knock, body.Reason); err != nil {
+	if err := rs.setOwnMembership(roomID, c.UserID, auth.Knock, reason); err != nil {
 		c.Fail(err)
 		return
 	}
