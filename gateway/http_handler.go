@@ -17,7 +17,8 @@ import (
 
 // HTTPHandler is the HTTP front door: it turns each net/http request into a
 // homeserver.Request, has the node serve it (Node.Handle posts it into the
-// node loop), and writes the Response as JSON.
+// node loop), and writes the Response as JSON (a *homeserver.RawBody,
+// media, as its bytes with its own headers).
 //
 // Translation (client-server-api "API standards"):
 //   - path: the escaped request path, untouched, so "%2F" inside a path
@@ -27,6 +28,7 @@ import (
 //     request target as sent are passed on for X-Matrix verification;
 //   - body: read up to the node's max_request_bytes; beyond it 413
 //     M_TOO_LARGE without reading further;
+//   - Content-Type: passed on (media uploads keep it);
 //   - CORS: every response carries the headers the spec's "Web Browser
 //     Clients" section lists; OPTIONS preflights are answered here;
 //   - 429 answers also carry Retry-After (seconds, rounded up).
@@ -66,7 +68,8 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Query:    r.URL.Query(),
 		RemoteIP: remoteIP(r.RemoteAddr),
 		// The target as sent, which an X-Matrix signature covers.
-		URI: r.RequestURI,
+		URI:         r.RequestURI,
+		ContentType: r.Header.Get("Content-Type"),
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		req.Authorization = auth
@@ -132,6 +135,10 @@ func (h *HTTPHandler) writeError(w http.ResponseWriter, e *homeserver.Error) {
 }
 
 func (h *HTTPHandler) writeResponse(w http.ResponseWriter, resp homeserver.Response) {
+	if raw, ok := resp.Body.(*homeserver.RawBody); ok {
+		writeRaw(w, resp.Status, raw)
+		return
+	}
 	var data []byte
 	if resp.Body == nil {
 		data = []byte("{}")
@@ -159,4 +166,14 @@ func writeJSON(w http.ResponseWriter, status int, data []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(status)
 	_, _ = w.Write(data)
+}
+
+// writeRaw writes a body that is not JSON (media) with its own headers.
+func writeRaw(w http.ResponseWriter, status int, raw *homeserver.RawBody) {
+	for k, v := range raw.Header {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(raw.Data)))
+	w.WriteHeader(status)
+	_, _ = w.Write(raw.Data)
 }

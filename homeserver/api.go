@@ -24,8 +24,12 @@ type Request struct {
 	Vars map[string]string
 	// Query is the decoded query string.
 	Query url.Values
-	// Body is the request body (JSON for every endpoint in this package).
+	// Body is the request body (JSON for every endpoint in this package
+	// except media uploads, whose body is the file).
 	Body []byte
+	// ContentType is the request's Content-Type; only media uploads read
+	// it.
+	ContentType string
 	// AccessToken is the bearer token from the Authorization header or the
 	// deprecated access_token query parameter; empty when none was sent.
 	AccessToken string
@@ -61,7 +65,8 @@ func (r *Request) RequestURI() string {
 }
 
 // Response is the node's answer to a Request. Body is marshalled as JSON by
-// the front door (a json.RawMessage is sent as is).
+// the front door (a json.RawMessage is sent as is), except a *RawBody
+// (media.go), whose bytes are sent as they are with its headers.
 type Response struct {
 	Status int
 	Body   any

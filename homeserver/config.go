@@ -75,6 +75,8 @@ type Config struct {
 	// Presence enables presence (default on); false stops storing and
 	// sending it, which saves bytes on slow links (presence.go).
 	Presence bool `yaml:"presence"`
+	// Media configures the content repository (media.go).
+	Media MediaConfig `yaml:"media"`
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
@@ -116,6 +118,13 @@ type RateLimitConfig struct {
 	Enabled bool         `yaml:"enabled"`
 	PerIP   BucketConfig `yaml:"per_ip"`
 	PerUser BucketConfig `yaml:"per_user"`
+	// FederationPerIP limits federation requests (AuthFederation routes)
+	// per remote IP before their X-Matrix signature is checked, so an
+	// unauthenticated flood costs no signature checks or key fetches.
+	// FederationPerOrigin limits them per authenticated origin server.
+	// A bucket of zeros does not limit.
+	FederationPerIP     BucketConfig `yaml:"federation_per_ip"`
+	FederationPerOrigin BucketConfig `yaml:"federation_per_origin"`
 }
 
 // BucketConfig is one token bucket: PerSecond refill, Burst capacity.
@@ -152,10 +161,16 @@ func DefaultConfig(serverName string) *Config {
 		BcryptCost:      10,
 		LogLevel:        "info",
 		Presence:        true,
+		Media:           MediaConfig{MaxUploadBytes: DefaultMaxUploadBytes},
 		RateLimit: RateLimitConfig{
 			Enabled: true,
 			PerIP:   BucketConfig{PerSecond: 50, Burst: 200},
 			PerUser: BucketConfig{PerSecond: 20, Burst: 100},
+			// One origin batches many users' traffic into transactions
+			// (one in flight per destination); bursts come from joins and
+			// backfill fetching events one by one.
+			FederationPerIP:     BucketConfig{PerSecond: 50, Burst: 200},
+			FederationPerOrigin: BucketConfig{PerSecond: 50, Burst: 200},
 		},
 	}
 }
@@ -205,6 +220,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Mesh.validate()...)
+	errs = append(errs, c.Media.validate()...)
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		errs = append(errs, fmt.Errorf("bcrypt_cost %d: must be %d–%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
 	}
@@ -218,6 +234,14 @@ func (c *Config) Validate() error {
 		}{{"rate_limit.per_ip", c.RateLimit.PerIP}, {"rate_limit.per_user", c.RateLimit.PerUser}} {
 			if b.b.PerSecond <= 0 || b.b.Burst < 1 {
 				errs = append(errs, fmt.Errorf("%s: per_second must be > 0 and burst ≥ 1", b.name))
+			}
+		}
+		for _, b := range []struct {
+			name string
+			b    BucketConfig
+		}{{"rate_limit.federation_per_ip", c.RateLimit.FederationPerIP}, {"rate_limit.federation_per_origin", c.RateLimit.FederationPerOrigin}} {
+			if b.b != (BucketConfig{}) && (b.b.PerSecond <= 0 || b.b.Burst < 1) {
+				errs = append(errs, fmt.Errorf("%s: per_second must be > 0 and burst ≥ 1 (both 0: no limit)", b.name))
 			}
 		}
 	}
@@ -397,6 +421,14 @@ rate_limit:
   per_user:
     per_second: {{.RateLimit.PerUser.PerSecond}}
     burst: {{.RateLimit.PerUser.Burst}}
+  # Federation requests from other servers, per remote IP (checked before
+  # the signature) and per authenticated origin server. 0 and 0: no limit.
+  federation_per_ip:
+    per_second: {{.RateLimit.FederationPerIP.PerSecond}}
+    burst: {{.RateLimit.FederationPerIP.Burst}}
+  federation_per_origin:
+    per_second: {{.RateLimit.FederationPerOrigin.PerSecond}}
+    burst: {{.RateLimit.FederationPerOrigin.Burst}}
 
 # Largest request body accepted, in bytes (413 M_TOO_LARGE beyond).
 max_request_bytes: {{.MaxRequestBytes}}
@@ -407,4 +439,9 @@ log_level: {{call .Q .LogLevel}}
 # Presence (online, away, status message) of users sharing a room with
 # this server's users; false saves the bytes it costs on slow links.
 presence: {{.Presence}}
+
+media:
+  # Largest upload, and largest item fetched from another server, in bytes
+  # (413 M_TOO_LARGE beyond). Uploads are also bounded by max_request_bytes.
+  max_upload_bytes: {{.Media.MaxUploadBytes}}
 `))

@@ -388,9 +388,7 @@ const keysQueryTimeout = 10 * time.Second
 // handleKeysQuery: POST /keys/query {"device_keys": {user: [device…]}}.
 // Local users are answered from the store, remote ones from the cache or
 // their servers' POST /user/keys/query; a server that fails is listed in
-// "failures".
-// NOTSPEC: no cross-signing keys are stored yet, so master_keys,
-// self_signing_keys and user_signing_keys are always empty.
+// "failures". The cross-signing keys come along (xsignQuery, e2ee_xsign.go).
 func (m *e2eeModule) handleKeysQuery(c *Call) {
 	var body struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
@@ -406,6 +404,7 @@ func (m *e2eeModule) handleKeysQuery(c *Call) {
 	result := map[string]map[string]json.RawMessage{}
 	failures := map[string]any{}
 	remote := map[string]map[string][]string{} // server → user → devices
+	xs := m.newXSignQuery(c.UserID)            // cross-signing keys (e2ee_xsign.go)
 	for _, userID := range sortedMapKeys(body.DeviceKeys) {
 		devs := body.DeviceKeys[userID]
 		server := serverOf(userID)
@@ -416,12 +415,16 @@ func (m *e2eeModule) handleKeysQuery(c *Call) {
 				return
 			}
 			result[userID] = keys
+			if err := xs.addLocal(userID); err != nil {
+				c.Fail(err)
+				return
+			}
 			continue
 		}
 		if server == "" || ValidateServerName(server) != nil {
 			continue
 		}
-		if cached, at, err := m.n.store.RemoteDeviceKeys(userID); err == nil && m.joinedSince(userID, at) {
+		if cached, at, err := m.n.store.RemoteDeviceKeys(userID); err == nil && m.joinedSince(userID, at) && xs.addCached(userID) {
 			var all map[string]json.RawMessage
 			if json.Unmarshal(cached, &all) == nil {
 				result[userID] = pickDevices(all, devs)
@@ -434,25 +437,34 @@ func (m *e2eeModule) handleKeysQuery(c *Call) {
 		remote[server][userID] = devs
 	}
 	reply := func() {
-		c.Reply(200, map[string]any{"device_keys": result, "failures": failures,
-			"master_keys": map[string]any{}, "self_signing_keys": map[string]any{}, "user_signing_keys": map[string]any{}})
+		out := map[string]any{"device_keys": result, "failures": failures}
+		if err := xs.fill(out, result); err != nil {
+			c.Fail(err)
+			return
+		}
+		c.Reply(200, out)
 	}
 	fetchedAt := m.rs.pos
 	m.askServers(c, sortedMapKeys(remote), failures, "/_matrix/federation/v1/user/keys/query",
 		func(server string) any { return map[string]any{"device_keys": remote[server]} },
 		func(server string, raw json.RawMessage) error {
 			var out struct {
-				DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
+				DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+				MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+				SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
 			}
 			if err := json.Unmarshal(raw, &out); err != nil {
 				return err
 			}
 			for userID, devs := range remote[server] {
 				got := m.checkedRemoteKeys(userID, out.DeviceKeys[userID])
+				xs.addRemote(userID, out.MasterKeys[userID], out.SelfSigningKeys[userID])
 				if len(devs) == 0 && m.joinedSince(userID, fetchedAt) {
 					if b, err := json.Marshal(got); err == nil {
 						if err := m.n.store.PutRemoteDeviceKeys(userID, b, fetchedAt); err != nil {
 							m.n.log.Warn("cannot cache remote device keys", "user", userID, "err", err)
+						} else {
+							xs.cacheRemote(userID, fetchedAt)
 						}
 					}
 				}

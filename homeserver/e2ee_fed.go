@@ -82,7 +82,8 @@ func (m *e2eeModule) eduSigningKeyUpdate(origin string, content json.RawMessage)
 }
 
 // handleUserDevices: GET /user/devices/{userId} → {"user_id", "stream_id",
-// "devices": [{"device_id", "device_display_name", "keys"}]}.
+// "devices": [{"device_id", "device_display_name", "keys"}], "master_key",
+// "self_signing_key"}.
 func (f *Federation) handleUserDevices(c *Call) {
 	userID := c.Req.Vars["userId"]
 	if err := f.localUser(userID); err != nil {
@@ -103,6 +104,24 @@ func (f *Federation) handleUserDevices(c *Call) {
 	for _, k := range keys {
 		byDev[k.DeviceID] = k.JSON
 	}
+	reply := map[string]any{"user_id": userID}
+	if m := e2eeOf(f.n); m != nil { // cross-signing keys and signatures (e2ee_xsign.go)
+		xs := m.newXSignQuery("")
+		err := xs.addLocal(userID)
+		if err == nil {
+			err = xs.mergeSignatures(map[string]map[string]json.RawMessage{userID: byDev})
+		}
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if k := xs.master[userID]; k != nil {
+			reply["master_key"] = k
+		}
+		if k := xs.selfSigning[userID]; k != nil {
+			reply["self_signing_key"] = k
+		}
+	}
 	streamID, err := f.n.store.DeviceListStreamID(userID)
 	if err != nil {
 		c.Fail(err)
@@ -119,13 +138,13 @@ func (f *Federation) handleUserDevices(c *Call) {
 		}
 		out = append(out, m)
 	}
-	c.Reply(200, map[string]any{"user_id": userID, "stream_id": streamID, "devices": out})
+	reply["stream_id"], reply["devices"] = streamID, out
+	c.Reply(200, reply)
 }
 
 // handleKeysQuery: POST /user/keys/query {"device_keys": {user:
-// [device…]}}, for local users only.
-// NOTSPEC: no cross-signing keys are stored yet (no master_keys or
-// self_signing_keys in the answer).
+// [device…]}}, for local users only, with their master_keys and
+// self_signing_keys (xsignQuery, e2ee_xsign.go).
 func (f *Federation) handleKeysQuery(c *Call) {
 	var body struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
@@ -140,18 +159,31 @@ func (f *Federation) handleKeysQuery(c *Call) {
 	}
 	m := e2eeOf(f.n)
 	keys := map[string]map[string]json.RawMessage{}
+	out := map[string]any{"device_keys": keys}
+	if m == nil {
+		c.Reply(200, out)
+		return
+	}
+	xs := m.newXSignQuery("")
 	for userID, devs := range body.DeviceKeys {
-		if serverOf(userID) != f.n.ServerName() || m == nil {
+		if serverOf(userID) != f.n.ServerName() {
 			continue
 		}
 		k, err := m.localDeviceKeys(userID, devs)
+		if err == nil {
+			err = xs.addLocal(userID)
+		}
 		if err != nil {
 			c.Fail(err)
 			return
 		}
 		keys[userID] = k
 	}
-	c.Reply(200, map[string]any{"device_keys": keys})
+	if err := xs.fill(out, keys); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, out)
 }
 
 // handleKeysClaim: POST /user/keys/claim {"one_time_keys": {user: {device:

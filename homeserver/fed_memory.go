@@ -143,5 +143,8 @@ func marshalBody(body any) ([]byte, error) {
 	if body == nil {
 		return []byte("{}"), nil
 	}
+	if raw, ok := body.(*RawBody); ok {
+		return raw.Data, nil
+	}
 	return json.Marshal(body)
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,6 +35,28 @@ const (
 	retryMax  = time.Hour
 )
 
+// Bounds on the EDUs queued for one destination. PDUs are never dropped
+// (a destination that comes back catches up on them); EDUs are not part
+// of any room's history, and a destination that stays down must not make
+// its queue grow without end.
+//
+// NOTSPEC: the spec leaves queueing to the server.
+const (
+	// maxQueuedLossyEDUs is how many typing and presence EDUs wait for one
+	// destination; beyond it the oldest are dropped: newer ones supersede
+	// them, and typing notifications are stale in seconds anyway.
+	maxQueuedLossyEDUs = 100
+	// maxQueuedEDUBytes bounds the other EDUs waiting for one destination
+	// (device list updates, to-device messages, receipts, signing key
+	// updates), which must arrive and are never dropped once queued: past
+	// the bound new ones are not queued, and a warning says so.
+	maxQueuedEDUBytes = 1 << 20
+)
+
+// lossyEDU reports whether EDUs of eduType may be dropped when their
+// destination's queue is full.
+func lossyEDU(eduType string) bool { return eduType == "m.typing" || eduType == "m.presence" }
+
 // destQueue is the in-memory state of one destination's queue; the items
 // themselves are in the database.
 type destQueue struct {
@@ -42,6 +65,14 @@ type destQueue struct {
 	timer    clock.Timer // retry or start timer; nil when none
 	failures int
 	retryAt  time.Time
+
+	// The EDUs waiting in the database: seqs of the lossy ones, oldest
+	// first, and the size of each of the others.
+	lossy     []int64
+	kept      map[int64]int
+	keptBytes int
+	// refused counts EDUs not queued since the queue last shrank.
+	refused int
 }
 
 // SendPDU queues a PDU for each destination (our own name is skipped) and
@@ -51,30 +82,21 @@ func (f *Federation) SendPDU(dests []string, pdu json.RawMessage) error {
 }
 
 // SendEDU queues an EDU of eduType with content for each destination and
-// starts sending.
+// starts sending. A destination whose queue is full (maxQueuedLossyEDUs,
+// maxQueuedEDUBytes) drops its oldest typing or presence EDUs, or does
+// not get this EDU of another type (logged).
 func (f *Federation) SendEDU(dests []string, eduType string, content any) error {
 	raw, err := json.Marshal(map[string]any{"edu_type": eduType, "content": content})
 	if err != nil {
 		return fmt.Errorf("federation: queue EDU %s: %w", eduType, err)
 	}
-	return f.enqueue(dests, store.OutboundEDU, raw)
+	return f.enqueueEDU(dests, eduType, raw)
 }
 
 func (f *Federation) enqueue(dests []string, kind string, data []byte) error {
-	var to []string
-	seen := map[string]bool{}
-	for _, d := range dests {
-		if d == f.n.ServerName() || seen[d] {
-			continue
-		}
-		if err := ValidateServerName(d); err != nil {
-			return fmt.Errorf("federation: queue %s: %w", kind, err)
-		}
-		seen[d] = true
-		to = append(to, d)
-	}
-	if len(to) == 0 {
-		return nil
+	to, err := f.destinations(dests, kind)
+	if err != nil || len(to) == 0 {
+		return err
 	}
 	if _, err := f.n.store.EnqueueOutbound(to, kind, data); err != nil {
 		return fmt.Errorf("federation: queue %s: %w", kind, err)
@@ -83,6 +105,111 @@ func (f *Federation) enqueue(dests []string, kind string, data []byte) error {
 		f.kick(f.queue(d))
 	}
 	return nil
+}
+
+// destinations checks dests and leaves out duplicates and our own name.
+func (f *Federation) destinations(dests []string, kind string) ([]string, error) {
+	var to []string
+	seen := map[string]bool{}
+	for _, d := range dests {
+		if d == f.n.ServerName() || seen[d] {
+			continue
+		}
+		if err := ValidateServerName(d); err != nil {
+			return nil, fmt.Errorf("federation: queue %s: %w", kind, err)
+		}
+		seen[d] = true
+		to = append(to, d)
+	}
+	return to, nil
+}
+
+// enqueueEDU is enqueue for an EDU, within the queue bounds.
+func (f *Federation) enqueueEDU(dests []string, eduType string, data []byte) error {
+	to, err := f.destinations(dests, store.OutboundEDU)
+	if err != nil {
+		return err
+	}
+	lossy := lossyEDU(eduType)
+	if !lossy {
+		to = slices.DeleteFunc(to, func(d string) bool {
+			q := f.queue(d)
+			if q.keptBytes+len(data) <= f.maxEDUBytes {
+				return false
+			}
+			if q.refused++; q.refused == 1 {
+				f.n.log.Warn("federation: EDU queue full; EDUs for this destination are not queued until it drains",
+					"dest", d, "edu_type", eduType, "queued_bytes", q.keptBytes, "limit_bytes", f.maxEDUBytes)
+			} else {
+				f.n.log.Debug("federation: EDU queue full; EDU not queued", "dest", d, "edu_type", eduType,
+					"refused", q.refused)
+			}
+			return true
+		})
+	}
+	if len(to) == 0 {
+		return nil
+	}
+	seqs, err := f.n.store.EnqueueOutbound(to, store.OutboundEDU, data)
+	if err != nil {
+		return fmt.Errorf("federation: queue %s: %w", eduType, err)
+	}
+	for i, d := range to {
+		q := f.queue(d)
+		if lossy {
+			q.lossy = append(q.lossy, seqs[i])
+			if drop := len(q.lossy) - f.maxLossyEDUs; drop > 0 {
+				if err := f.n.store.DeleteOutbound(q.lossy[:drop]); err != nil {
+					f.n.log.Error("federation: drop old EDUs", "dest", d, "err", err)
+				} else {
+					f.n.log.Debug("federation: EDU queue full; oldest typing/presence EDUs dropped", "dest", d, "dropped", drop)
+					q.lossy = slices.Delete(q.lossy, 0, drop)
+				}
+			}
+		} else {
+			q.kept[seqs[i]] = len(data)
+			q.keptBytes += len(data)
+		}
+		f.kick(q)
+	}
+	return nil
+}
+
+// loadEDUs reads which EDUs wait for q's destination (after a restart).
+func (f *Federation) loadEDUs(q *destQueue) error {
+	// The bounds keep a queue far below this; a queue from before they
+	// existed is counted in part.
+	const maxLoad = 100000
+	_, edus, err := f.n.store.OutboundBatch(q.dest, 0, maxLoad)
+	if err != nil {
+		return err
+	}
+	for _, it := range edus {
+		var e struct {
+			Type string `json:"edu_type"`
+		}
+		if json.Unmarshal(it.JSON, &e) == nil && lossyEDU(e.Type) {
+			q.lossy = append(q.lossy, it.Seq)
+		} else {
+			q.kept[it.Seq] = len(it.JSON)
+			q.keptBytes += len(it.JSON)
+		}
+	}
+	return nil
+}
+
+// delivered forgets delivered (or refused) items of q.
+func (q *destQueue) delivered(seqs []int64) {
+	gone := make(map[int64]bool, len(seqs))
+	for _, s := range seqs {
+		gone[s] = true
+		if n, ok := q.kept[s]; ok {
+			q.keptBytes -= n
+			delete(q.kept, s)
+		}
+	}
+	q.lossy = slices.DeleteFunc(q.lossy, func(s int64) bool { return gone[s] })
+	q.refused = 0
 }
 
 // QueueLen is how many items wait for dest (for tests and status).
@@ -94,12 +221,15 @@ func (f *Federation) queue(dest string) *destQueue {
 	if q != nil {
 		return q
 	}
-	q = &destQueue{dest: dest}
+	q = &destQueue{dest: dest, kept: map[int64]int{}}
 	if st, err := f.n.store.Destination(dest); err != nil {
 		f.n.log.Warn("federation: load destination state", "dest", dest, "err", err)
 	} else if st.Failures > 0 {
 		q.failures = st.Failures
 		q.retryAt = time.UnixMilli(st.RetryAtTS)
+	}
+	if err := f.loadEDUs(q); err != nil {
+		f.n.log.Warn("federation: load queued EDUs", "dest", dest, "err", err)
 	}
 	f.queues[dest] = q
 	return q
@@ -224,6 +354,7 @@ func (f *Federation) sent(q *destQueue, txnID string, seqs []int64, resp Outboun
 		f.n.log.Error("federation: delete sent items", "dest", q.dest, "err", err)
 		return
 	}
+	q.delivered(seqs)
 	recovered := q.failures > 0
 	q.failures, q.retryAt = 0, time.Time{}
 	if recovered {

@@ -106,16 +106,25 @@ type Federation struct {
 	n     *Node
 	cache keys.Cache
 
-	// Key fetches in progress (server → waiters) and when each server's
-	// keys were last fetched.
-	fetching  map[string][]func(error)
-	lastFetch map[string]time.Time
+	// Key fetches in progress (server → waiters), when each server may be
+	// fetched again (serverkeys.go, keyFetchBlocked), and the budget of
+	// fetches that requests can start.
+	fetching       map[string][]func(error)
+	keyFetches     map[string]keyFetchState
+	keyFetchBudget *limiter
 
 	// Inbound transactions being processed ("origin\x00txnId" → calls
 	// waiting for the same transaction's answer).
 	inflight map[string][]*Call
 
-	queues  map[string]*destQueue
+	// Federation request limits (ratelimit.go); nil: not limited.
+	limitFedIP, limitFedOrigin *limiter
+
+	queues map[string]*destQueue
+	// Bounds on the EDUs queued per destination (fed_queue.go): the
+	// constants, lowered in tests.
+	maxLossyEDUs, maxEDUBytes int
+
 	pdu     PDUHandler
 	edus    map[string]EDUHandler
 	catchUp func(dest string)
@@ -162,14 +171,20 @@ func (f *Federation) DoJSON(dest string, req OutboundRequest, out any, done func
 
 func federationRoutes(n *Node) ([]Route, error) {
 	f := &Federation{
-		n:         n,
-		cache:     keys.Cache{Store: n.store.ServerKeys()},
-		fetching:  map[string][]func(error){},
-		lastFetch: map[string]time.Time{},
-		inflight:  map[string][]*Call{},
-		queues:    map[string]*destQueue{},
-		edus:      map[string]EDUHandler{},
+		n:              n,
+		cache:          keys.Cache{Store: n.store.ServerKeys()},
+		fetching:       map[string][]func(error){},
+		keyFetches:     map[string]keyFetchState{},
+		keyFetchBudget: newLimiter(keyFetchesPerMinute/60.0, keyFetchesPerMinute),
+		inflight:       map[string][]*Call{},
+		queues:         map[string]*destQueue{},
+		edus:           map[string]EDUHandler{},
+		maxLossyEDUs:   maxQueuedLossyEDUs,
+		maxEDUBytes:    maxQueuedEDUBytes,
 	}
+	rl := n.cfg.RateLimit
+	f.limitFedIP = newBucketLimiter(rl.Enabled, rl.FederationPerIP)
+	f.limitFedOrigin = newBucketLimiter(rl.Enabled, rl.FederationPerOrigin)
 	n.SetModule(federationModuleName, f)
 	n.OnStop(f.stop)
 	if err := f.restoreQueues(); err != nil {
@@ -194,4 +209,96 @@ func (f *Federation) stop() {
 			q.timer = nil
 		}
 	}
+}
+
+// Bounds on fetching other servers' keys. A request naming an origin or a
+// key ID we do not know makes us fetch that server's keys (server-server-api
+// "Request Authentication"): without bounds anyone could make us send
+// requests to any name at the rate they send theirs.
+//
+// NOTSPEC: the spec sets no such limits.
+const (
+	// keyFetchesPerMinute is the sustained rate (and the burst) of new key
+	// fetches that inbound requests may start: X-Matrix origins whose key
+	// we lack and notary queries (fetchKeysForRequest). Fetches for events
+	// (EventKey) are bounded per origin by the federation rate limits.
+	keyFetchesPerMinute = 60
+	// keyFetchBackoffMax bounds the wait after failed fetches of one
+	// server: keyRefetchInterval after the first, doubling per failure.
+	keyFetchBackoffMax = time.Hour
+	// maxKeyFetchMemory is how many servers' fetch times are kept before
+	// those past their wait are forgotten.
+	maxKeyFetchMemory = 4096
+)
+
+// keyFetchState is when a server's keys may next be fetched (a negative
+// cache after failures) and how many fetches in a row failed.
+type keyFetchState struct {
+	next     time.Time
+	failures int
+}
+
+// keyFetchBlocked says why server's keys may not be fetched now: they
+// were fetched less than keyRefetchInterval ago, or the last fetches
+// failed and the backoff has not run out.
+func (f *Federation) keyFetchBlocked(server string, now time.Time) error {
+	st, ok := f.keyFetches[server]
+	if !ok || !now.Before(st.next) {
+		return nil
+	}
+	if st.failures > 0 {
+		return fmt.Errorf("fetch keys of %s: %d fetches failed; not again before %v", server, st.failures, st.next)
+	}
+	return fmt.Errorf("fetch keys of %s: fetched recently; not again before %v", server, st.next)
+}
+
+// keyFetchStarted records a fetch of server's keys starting at now.
+func (f *Federation) keyFetchStarted(server string, now time.Time) {
+	if len(f.keyFetches) >= maxKeyFetchMemory {
+		for s, st := range f.keyFetches {
+			if !now.Before(st.next) {
+				delete(f.keyFetches, s)
+			}
+		}
+	}
+	st := f.keyFetches[server]
+	st.next = now.Add(keyRefetchInterval)
+	f.keyFetches[server] = st
+}
+
+// keyFetchEnded records the outcome of a fetch of server's keys: after a
+// failure the server is not asked again for keyRefetchInterval, doubled
+// for each further failure in a row up to keyFetchBackoffMax.
+func (f *Federation) keyFetchEnded(server string, err error, now time.Time) {
+	st := f.keyFetches[server]
+	if err == nil {
+		st.failures = 0
+		f.keyFetches[server] = st
+		return
+	}
+	st.failures++
+	wait := keyRefetchInterval << min(st.failures-1, 16)
+	if wait > keyFetchBackoffMax || wait <= 0 {
+		wait = keyFetchBackoffMax
+	}
+	st.next = now.Add(wait)
+	f.keyFetches[server] = st
+}
+
+// fetchKeysForRequest is fetchKeys for a fetch an inbound request asks
+// for (an unknown X-Matrix key, a notary query): a new fetch also takes a
+// token from the node-wide keyFetchBudget; joining a fetch in flight, or
+// being refused by the per-server wait, costs none.
+func (f *Federation) fetchKeysForRequest(server string, done func(error)) {
+	now := f.n.Now()
+	if _, inFlight := f.fetching[server]; !inFlight && f.keyFetchBlocked(server, now) == nil {
+		if f.keyFetchBudget.take("", now) != nil {
+			f.n.log.Debug("server key fetch refused: budget spent", "server", server)
+			f.n.AfterFunc(0, func() {
+				done(fmt.Errorf("fetch keys of %s: more than %d key fetches a minute", server, keyFetchesPerMinute))
+			})
+			return
+		}
+	}
+	f.fetchKeys(server, done)
 }

@@ -5,10 +5,15 @@ import "github.com/mxmesh/mxmesh/homeserver/event"
 // specVersions are the Client-Server API versions this server speaks.
 // Spec: client-server-api "GET /_matrix/client/versions".
 //
-// NOTSPEC: v1.11 and later are not advertised although most endpoints
-// follow the current spec: a client seeing v1.11 switches to authenticated
-// media (/_matrix/client/v1/media), which this server does not serve yet.
-var specVersions = []string{"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10"}
+// v1.11 brought authenticated media (media*.go). Of its other additions,
+// unsigned.membership on events is left out (the spec lets servers omit
+// it) and the terms-of-service registration stage is not offered.
+//
+// NOTSPEC: GET /_matrix/client/v1/media/preview_url (new in v1.11) is not
+// served (404 M_UNRECOGNIZED): previews would make the node fetch
+// arbitrary web pages, which a mesh node cannot and should not do; clients
+// show no preview. v1.12 and later are not advertised.
+var specVersions = []string{"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"}
 
 func infoRoutes(n *Node) ([]Route, error) {
 	return []Route{

@@ -251,9 +251,20 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 	}
 	req.Vars = vars
 	if route.Auth == AuthFederation {
-		// Servers are not rate limited per IP: one origin batches many
-		// users' traffic into few requests.
-		n.authenticateFederation(c, func() { n.call(route, c) })
+		// Servers have their own buckets (ratelimit.go): per IP before the
+		// signature is checked, per origin after.
+		f := n.Federation()
+		if err := f.limitIP(req.RemoteIP); err != nil {
+			c.Fail(err)
+			return c
+		}
+		n.authenticateFederation(c, func() {
+			if err := f.limitOrigin(c.Origin); err != nil {
+				c.Fail(err)
+				return
+			}
+			n.call(route, c)
+		})
 		return c
 	}
 	// Rate limits (client-server-api "Rate limiting"): authenticated calls

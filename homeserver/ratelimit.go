@@ -62,3 +62,37 @@ func (l *limiter) prune(now time.Time) {
 		clear(l.buckets)
 	}
 }
+
+// newBucketLimiter is newLimiter for a configured bucket; nil (no limit)
+// when rate limiting is off or the bucket is all zeros.
+func newBucketLimiter(enabled bool, b BucketConfig) *limiter {
+	if !enabled || b == (BucketConfig{}) {
+		return nil
+	}
+	return newLimiter(b.PerSecond, b.Burst)
+}
+
+// Federation rate limits: rate_limit.federation_per_ip is taken in
+// Dispatch before the X-Matrix signature is checked (an unauthenticated
+// flood costs a map lookup, not a signature check or a key fetch), and
+// rate_limit.federation_per_origin once the origin is authenticated (a
+// server behind many addresses). Every AuthFederation route counts.
+//
+// NOTSPEC: server-server-api defines no rate limiting. Like the client
+// API ("Rate limiting") we answer 429 M_LIMIT_EXCEEDED with
+// retry_after_ms; senders treat it as a failed request and retry later
+// (our queues back off, fed_queue.go).
+func (f *Federation) limitIP(ip string) *Error {
+	if f == nil || f.limitFedIP == nil || ip == "" {
+		return nil
+	}
+	return f.limitFedIP.take(ip, f.n.Now())
+}
+
+// limitOrigin takes a token from an authenticated origin's bucket.
+func (f *Federation) limitOrigin(origin string) *Error {
+	if f == nil || f.limitFedOrigin == nil {
+		return nil
+	}
+	return f.limitFedOrigin.take(origin, f.n.Now())
+}

@@ -43,8 +43,12 @@ type roomsModule struct {
 	// account data share it).
 	pos int64
 
-	// loaded rooms, by ID.
-	byID map[string]*roomCache
+	// loaded rooms, by ID: at most maxRooms of them once a room is loaded,
+	// the least recently used evicted first (see evictRooms).
+	byID     map[string]*roomCache
+	maxRooms int
+	useSeq   uint64 // last roomCache.used handed out
+	writing  bool   // a roomBatch is open: nothing is evicted
 	// members: room → user → membership row, for every room of the node.
 	members map[string]map[string]store.Membership
 	// userRooms: user → rooms the user has a membership row in.
@@ -73,16 +77,23 @@ type roomCache struct {
 	stateIDs    store.StateMap // the same, as event IDs
 	group       store.StateGroup
 	extremities []string
-	depth       int64 // largest depth among the extremities
-	lastPos     int64 // stream position of the newest event
-	receiptPos  int64 // stream position of the newest receipt
+	depth       int64  // largest depth among the extremities
+	lastPos     int64  // stream position of the newest event
+	receiptPos  int64  // stream position of the newest receipt
+	used        uint64 // when the room was last looked up (roomsModule.useSeq)
 }
+
+// maxCachedRooms is how many rooms roomsModule keeps loaded. A room not
+// in the cache is loaded from the store on next use (roomsModule.room),
+// so the bound costs reloads, never correctness.
+const maxCachedRooms = 1000
 
 func newRoomsModule(n *Node) (*roomsModule, error) {
 	rs := &roomsModule{
 		n:            n,
 		st:           n.store,
 		byID:         map[string]*roomCache{},
+		maxRooms:     maxCachedRooms,
 		members:      map[string]map[string]store.Membership{},
 		userRooms:    map[string]map[string]bool{},
 		waiters:      map[string]map[*syncWaiter]bool{},
@@ -173,6 +184,8 @@ func errRoomNotFound(roomID string) *Error {
 // room loads a room into the cache.
 func (rs *roomsModule) room(roomID string) (*roomCache, error) {
 	if rm := rs.byID[roomID]; rm != nil {
+		rs.useSeq++
+		rm.used = rs.useSeq
 		return rm, nil
 	}
 	row, err := rs.st.Room(roomID)
@@ -216,10 +229,56 @@ func (rs *roomsModule) room(roomID string) (*roomCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load room %s: %w", roomID, err)
 	}
+	rs.useSeq++
 	rm := &roomCache{id: roomID, version: v, state: state, stateIDs: ids, group: group,
-		extremities: ext, depth: depth, lastPos: latest.Pos, receiptPos: receiptPos}
+		extremities: ext, depth: depth, lastPos: latest.Pos, receiptPos: receiptPos, used: rs.useSeq}
 	rs.byID[roomID] = rm
+	rs.evictRooms()
 	return rm, nil
+}
+
+// evictRooms brings the cache back to maxRooms when it holds more: the
+// least recently used rooms go first, down to 7/8 of the bound so that
+// the next loads do not each sort the cache again. Rooms with work in
+// flight stay: PDUs queued or being received, a backfill, a remote join
+// or invite (their callbacks hold the cached room), and every room while
+// a batch is open (its touched rooms are compared with the cache after
+// the commit, fedroom_store.go). A pointer to an evicted room stays
+// valid; the next rs.room loads a fresh copy from the store.
+func (rs *roomsModule) evictRooms() {
+	if len(rs.byID) <= rs.maxRooms || rs.writing {
+		return
+	}
+	fr := fedRoomsOf(rs.n)
+	busy := map[string]bool{}
+	if fr != nil {
+		for id, q := range fr.queue {
+			busy[id] = len(q) > 0
+		}
+		for key := range fr.backfilling {
+			busy[key] = true
+		}
+		for _, fs := range []flights[error]{fr.joining, fr.inviting} {
+			for key := range fs {
+				roomID, _, _ := strings.Cut(key, "\x00")
+				busy[roomID] = true
+			}
+		}
+	}
+	idle := make([]*roomCache, 0, len(rs.byID))
+	for id, rm := range rs.byID {
+		if !busy[id] {
+			idle = append(idle, rm)
+		}
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].used < idle[j].used })
+	keep := rs.maxRooms - rs.maxRooms/8
+	for _, rm := range idle {
+		if len(rs.byID) <= keep {
+			break
+		}
+		delete(rs.byID, rm.id)
+	}
 }
 
 // loadState parses the events of a state map.
@@ -313,10 +372,13 @@ type outboundPDU struct {
 // membership changes and wakes the long polls it concerns.
 func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 	b := &roomBatch{rs: rs, pos: rs.pos, touched: map[string]*roomCache{}, wake: map[string]bool{}, rooms: map[string]bool{}}
+	wasWriting := rs.writing
+	rs.writing = true
 	err := rs.st.RoomTx(func(t *store.RoomTx) error {
 		b.t = t
 		return f(b)
 	})
+	rs.writing = wasWriting
 	if err != nil {
 		for id := range b.touched {
 			delete(rs.byID, id)
@@ -349,6 +411,8 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 			fr.broadcast(o.dests, o.ev)
 		}
 	}
+	// Rooms created in the batch entered the cache without a load.
+	rs.evictRooms()
 	return nil
 }
 
@@ -442,6 +506,8 @@ func (b *roomBatch) append(rm *roomCache, spec eventSpec) (*event.Event, error) 
 	}
 	if b.touched[rm.id] == nil {
 		b.touched[rm.id] = rm
+		rs.useSeq++
+		rm.used = rs.useSeq
 		rs.byID[rm.id] = rm
 	}
 	if b.newRoom != nil && b.newRoom.RoomID == "" {

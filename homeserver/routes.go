@@ -9,4 +9,6 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	roomRoutes,
 	federationRoutes,
 	e2eeRoutes,
+	crossSigningRoutes, // cross-signing (e2ee_xsign.go); needs e2eeRoutes first
+	mediaRoutes,
 }

@@ -120,7 +120,7 @@ func (f *Federation) handleKeyQuery(c *Call) {
 	}
 	left := len(missing)
 	for _, server := range missing {
-		f.fetchKeys(server, func(err error) {
+		f.fetchKeysForRequest(server, func(err error) {
 			if err != nil {
 				f.n.log.Debug("notary: key fetch failed", "server", server, "err", err)
 			}
@@ -194,30 +194,23 @@ func (f *Federation) EventKey(server, keyID string, at time.Time, done func(ed25
 // fetchKeys fetches server's key response directly (GET
 // /_matrix/key/v2/server through the Remote), verifies it and adds it to
 // the cache. Concurrent fetches of one server share one request; a server
-// fetched less than keyRefetchInterval ago is not fetched again. done runs
-// inside the loop, never before fetchKeys returns.
+// fetched less than keyRefetchInterval ago, or whose last fetches failed
+// more recently than their backoff (keyFetchEnded), is not fetched again.
+// done runs inside the loop, never before fetchKeys returns.
 func (f *Federation) fetchKeys(server string, done func(error)) {
 	if waiters, ok := f.fetching[server]; ok {
 		f.fetching[server] = append(waiters, done)
 		return
 	}
 	now := f.n.Now()
-	if last, ok := f.lastFetch[server]; ok && now.Sub(last) < keyRefetchInterval {
-		f.n.AfterFunc(0, func() {
-			done(fmt.Errorf("fetch keys of %s: fetched %v ago; not again before %v", server, now.Sub(last), keyRefetchInterval))
-		})
+	if err := f.keyFetchBlocked(server, now); err != nil {
+		f.n.AfterFunc(0, func() { done(err) })
 		return
 	}
-	if len(f.lastFetch) > 4096 {
-		for s, t := range f.lastFetch {
-			if now.Sub(t) >= keyRefetchInterval {
-				delete(f.lastFetch, s)
-			}
-		}
-	}
-	f.lastFetch[server] = now
+	f.keyFetchStarted(server, now)
 	f.fetching[server] = []func(error){done}
 	finish := func(err error) {
+		f.keyFetchEnded(server, err, f.n.Now())
 		if err != nil {
 			err = fmt.Errorf("fetch keys of %s: %w", server, err)
 			f.n.log.Info("server key fetch failed", "server", server, "err", err)
@@ -350,7 +343,7 @@ func (n *Node) authenticateFederation(c *Call, next func()) {
 		proceed(h, err)
 		return
 	}
-	f.fetchKeys(origin, func(ferr error) {
+	f.fetchKeysForRequest(origin, func(ferr error) {
 		h, err, _ := verify()
 		if err != nil && ferr != nil {
 			err = fmt.Errorf("%w (fetching keys: %w)", err, ferr)

@@ -1,0 +1,313 @@
+package homeserver
+
+// The content repository ("media repository"): client-server-api "Content
+// repository" and server-server-api "Content Repository".
+//
+// Media is named by mxc://SERVER/MEDIAID. A user uploads to their own
+// server (POST /_matrix/media/v3/upload) and gets the mxc URI back; any
+// user downloads through their own server
+// (GET /_matrix/client/v1/media/download/SERVER/MEDIAID), which fetches
+// another server's media once over federation
+// (GET /_matrix/federation/v1/media/download/MEDIAID, a multipart/mixed
+// answer: a JSON metadata part, then the bytes) and keeps it.
+//
+// Storage: the bytes are one file per item under DIR/media/, named by the
+// SHA-256 of "ORIGIN/MEDIAID" (so no part of a name from the network
+// reaches the file system), "ab/abcdef…"; the metadata is a row in the
+// media table (store.Media). A file is written to a temporary name in
+// DIR/media/ and renamed into place before its row is inserted, so a
+// failed or abandoned upload leaves neither a row nor a partial file
+// (temporary files left by a crash are removed at start). File writes and
+// reads run beside the loop through Node.Offload.
+//
+// Limits: an upload or a remote item is at most media.max_upload_bytes
+// (413 M_TOO_LARGE for uploads, 502 M_TOO_LARGE for remote media); uploads
+// count against the caller's rate limit like every authenticated call. An
+// upload body is also bounded by max_request_bytes, which Dispatch and the
+// front doors apply to every request before routing; /config advertises
+// the smaller of the two.
+//
+// NOTSPEC: the deprecated unauthenticated endpoints
+// (/_matrix/media/v3/download, …/thumbnail) are not frozen, so clients
+// that predate authenticated media still work, but they never fetch
+// remote media (allow_remote is treated as false): an anonymous caller
+// cannot make this server spend link capacity on other servers' media.
+//
+// Asynchronous uploads (create, then PUT) are in media_async.go,
+// thumbnails in media_thumbnail.go, federation in media_fed.go.
+//
+// NOTSPEC: URL previews are not served (info.go); there is no per-user
+// quota on stored media yet.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// MediaConfig configures the content repository.
+type MediaConfig struct {
+	// MaxUploadBytes bounds one upload and one item fetched from another
+	// server.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+}
+
+// DefaultMaxUploadBytes is media.max_upload_bytes unless configured: 50 MiB.
+const DefaultMaxUploadBytes = 50 << 20
+
+func (c MediaConfig) validate() []error {
+	if c.MaxUploadBytes <= 0 {
+		return []error{fmt.Errorf("media.max_upload_bytes %d: must be positive", c.MaxUploadBytes)}
+	}
+	return nil
+}
+
+// RawBody is a Response body sent as is rather than as JSON: media bytes,
+// or the multipart/mixed answer of the federation media API. Front doors
+// write Header (Content-Type always; Content-Disposition and the security
+// headers on downloads) and then Data.
+type RawBody struct {
+	Header map[string]string
+	Data   []byte
+}
+
+// Media repository names and limits.
+const (
+	mediaModuleName = "media"
+	// mediaDirName is the media folder inside the data directory.
+	mediaDirName = "media"
+	// mediaTempPrefix starts the names of files being written.
+	mediaTempPrefix = ".tmp-"
+	// mediaIDLen is the length of the media IDs this server makes: 24
+	// characters of [A-Za-z0-9], 142 bits from the node RNG.
+	mediaIDLen = 24
+	// maxMediaIDLen bounds a media ID accepted from the network.
+	maxMediaIDLen = 255
+)
+
+// mediaRepo is the content repository module. It belongs to the node loop.
+type mediaRepo struct {
+	n   *Node
+	dir string
+	// fetching holds the callers waiting for a remote item being fetched
+	// ("origin/mediaID" → waiters): one federation request per item.
+	fetching map[string][]func(store.Media, error)
+	// uploading holds the created IDs whose content is being written;
+	// waiting, the downloads waiting for a created ID's content.
+	uploading map[string]bool
+	waiting   map[string][]*mediaWaiter
+}
+
+func mediaRoutes(n *Node) ([]Route, error) {
+	m := &mediaRepo{n: n, dir: n.cfg.Path(mediaDirName), fetching: map[string][]func(store.Media, error){},
+		uploading: map[string]bool{}, waiting: map[string][]*mediaWaiter{}}
+	if err := m.removeTemp(); err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	n.SetModule(mediaModuleName, m)
+	const cv1, legacy = "/_matrix/client/v1/media", "/_matrix/media/v3"
+	return []Route{
+		{Method: "POST", Pattern: legacy + "/upload", Auth: AuthUser, Handle: m.handleUpload},
+		{Method: "POST", Pattern: "/_matrix/media/v1/create", Auth: AuthUser, Handle: m.handleCreate},
+		{Method: "PUT", Pattern: legacy + "/upload/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleUploadTo},
+		{Method: "GET", Pattern: cv1 + "/config", Auth: AuthUser, Handle: m.handleConfig},
+		{Method: "GET", Pattern: legacy + "/config", Auth: AuthUser, Handle: m.handleConfig},
+		{Method: "GET", Pattern: cv1 + "/download/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleDownload(true)},
+		{Method: "GET", Pattern: cv1 + "/download/{serverName}/{mediaId}/{fileName}", Auth: AuthUser, Handle: m.handleDownload(true)},
+		{Method: "GET", Pattern: legacy + "/download/{serverName}/{mediaId}", Auth: AuthNone, Handle: m.handleDownload(false)},
+		{Method: "GET", Pattern: legacy + "/download/{serverName}/{mediaId}/{fileName}", Auth: AuthNone, Handle: m.handleDownload(false)},
+		{Method: "GET", Pattern: cv1 + "/thumbnail/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleThumbnail(true)},
+		{Method: "GET", Pattern: legacy + "/thumbnail/{serverName}/{mediaId}", Auth: AuthNone, Handle: m.handleThumbnail(false)},
+		{Method: "GET", Pattern: "/_matrix/federation/v1/media/download/{mediaId}", Auth: AuthFederation, Handle: m.handleFedDownload},
+		{Method: "GET", Pattern: "/_matrix/federation/v1/media/thumbnail/{mediaId}", Auth: AuthFederation, Handle: m.handleFedThumbnail},
+	}, nil
+}
+
+// removeTemp deletes files a crash left half written.
+func (m *mediaRepo) removeTemp() error {
+	names, err := filepath.Glob(filepath.Join(m.dir, mediaTempPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("remove temporary files: %w", err)
+	}
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("remove temporary files: %w", err)
+		}
+	}
+	return nil
+}
+
+// handleConfig: GET /_matrix/client/v1/media/config (and the deprecated
+// /_matrix/media/v3/config). Spec: client-server-api "GET
+// /_matrix/client/v1/media/config".
+func (m *mediaRepo) handleConfig(c *Call) {
+	c.Reply(200, map[string]any{"m.upload.size": m.maxUpload()})
+}
+
+// maxUpload is the largest upload accepted: media.max_upload_bytes, or
+// max_request_bytes if that is smaller (it bounds every request body).
+func (m *mediaRepo) maxUpload() int64 {
+	if r := m.n.cfg.MaxRequestBytes; r > 0 && r < m.n.cfg.Media.MaxUploadBytes {
+		return r
+	}
+	return m.n.cfg.Media.MaxUploadBytes
+}
+
+// handleUpload: POST /_matrix/media/v3/upload?filename=NAME with the file
+// as the body and its type as Content-Type. Answers {"content_uri":
+// "mxc://SERVER/MEDIAID"}. Spec: client-server-api "POST
+// /_matrix/media/v3/upload".
+func (m *mediaRepo) handleUpload(c *Call) {
+	row, err := m.uploadRow(c, m.newMediaID())
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	m.save(row, c.Req.Body, m.n.store.InsertMedia, func(err error) {
+		if err != nil {
+			c.Fail(fmt.Errorf("media upload: %w", err))
+			return
+		}
+		c.Reply(200, map[string]string{"content_uri": "mxc://" + row.Origin + "/" + row.MediaID})
+	})
+}
+
+// uploadRow checks an upload's size, Content-Type and filename and
+// describes it as local media id.
+func (m *mediaRepo) uploadRow(c *Call, id string) (store.Media, error) {
+	size := int64(len(c.Req.Body))
+	if max := m.maxUpload(); size > max {
+		return store.Media{}, Errorf(413, ErrCodeTooLarge, "upload exceeds %d bytes", max)
+	}
+	ctype, err := cleanContentType(c.Req.ContentType)
+	if err != nil {
+		return store.Media{}, Errorf(400, ErrCodeInvalidParam, "Content-Type: %v", err)
+	}
+	name := c.Req.Query.Get("filename")
+	if !validFileName(name) {
+		return store.Media{}, Errorf(400, ErrCodeInvalidParam, "filename must be UTF-8 without control characters, at most 255 bytes")
+	}
+	return store.Media{
+		Origin: m.n.ServerName(), MediaID: id, ContentType: ctype, FileName: name,
+		Size: size, Uploader: c.UserID, CreatedTS: m.n.Now().UnixMilli(),
+	}, nil
+}
+
+// save writes data to row's file beside the loop, then (in the loop)
+// records the row with insert; done gets the outcome. On any failure
+// nothing is left.
+func (m *mediaRepo) save(row store.Media, data []byte, insert func(store.Media) error, done func(error)) {
+	row.File = mediaFile(row.Origin, row.MediaID)
+	path := filepath.Join(m.dir, row.File)
+	var werr error
+	m.n.Offload(func() { werr = writeFileAtomic(m.dir, path, data) }, func() {
+		if werr != nil {
+			done(werr)
+			return
+		}
+		if err := insert(row); err != nil {
+			if rmErr := os.Remove(path); rmErr != nil {
+				m.n.log.Warn("media: removing file of a failed insert", "file", path, "err", rmErr)
+			}
+			done(err)
+			return
+		}
+		done(nil)
+	})
+}
+
+// writeFileAtomic writes data to a temporary file in dir, syncs it and
+// renames it to path. It touches no node state (it runs in Offload).
+func writeFileAtomic(dir, path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("write media file: %w", err)
+	}
+	f, err := os.CreateTemp(dir, mediaTempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("write media file: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write media file: %w", err)
+	}
+	return nil
+}
+
+// mediaFile is the file name, relative to the media folder, of
+// mxc://origin/mediaID.
+func mediaFile(origin, mediaID string) string {
+	sum := sha256.Sum256([]byte(origin + "/" + mediaID))
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(h[:2], h)
+}
+
+// newMediaID returns a fresh media ID from the node RNG.
+func (m *mediaRepo) newMediaID() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, mediaIDLen)
+	for i := range b {
+		b[i] = alphabet[m.n.rng.Uint64()%uint64(len(alphabet))]
+	}
+	return string(b)
+}
+
+// validMediaID: only A-Za-z0-9, "_" and "-". Spec: client-server-api
+// "Content repository", "Security considerations".
+func validMediaID(id string) bool {
+	if id == "" || len(id) > maxMediaIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validFileName accepts "" (none) or UTF-8 of at most 255 bytes without
+// control characters, which would otherwise end up in a header.
+func validFileName(name string) bool {
+	if len(name) > 255 || !utf8.ValidString(name) {
+		return false
+	}
+	return strings.IndexFunc(name, unicode.IsControl) < 0
+}
+
+// cleanContentType parses a Content-Type and returns it in canonical form;
+// "" becomes application/octet-stream.
+func cleanContentType(v string) (string, error) {
+	if strings.TrimSpace(v) == "" {
+		return "application/octet-stream", nil
+	}
+	t, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		return "", err
+	}
+	out := mime.FormatMediaType(t, params)
+	if out == "" {
+		return "", errors.New("cannot be represented")
+	}
+	return out, nil
+}
