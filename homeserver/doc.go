@@ -157,9 +157,9 @@
 //     Without a handler each PDU is answered with an error; a PDU whose
 //     event ID cannot be computed (room unknown here) is left out of the
 //     answer.
-//   - HandleEDU(type, h): EDU handlers (m.typing and m.receipt are
-//     installed; presence, device lists, to-device and signing key updates
-//     are checked and dropped until their storage exists).
+//   - HandleEDU(type, h): EDU handlers (m.typing, m.receipt, m.presence,
+//     m.device_list_update, m.signing_key_update, m.direct_to_device),
+//     each checking that what it is about belongs to the origin.
 //   - SendPDU(dests, pdu) / SendEDU(dests, type, content): queue for
 //     delivery; SetCatchUp(h): h(dest) runs when a destination answers
 //     again after failures, to queue the forward extremities.
@@ -181,6 +181,16 @@
 // 65536 bytes (per-PDU error). (origin, txnId) answers are kept 24 h:
 // a replay gets the same answer and nothing is re-applied; a copy arriving
 // while the first is still processed waits for its answer.
+//
+// # End-to-end encryption and media
+//
+// e2ee.go (device and one-time keys, device lists), e2ee_xsign.go
+// (cross-signing keys and signatures), todevice.go and presence.go serve
+// the key management and per-device streams of client-server-api
+// "End-to-End Encryption", locally and over federation; each file's
+// comment gives its protocol. media*.go is the content repository
+// (uploads, downloads, thumbnails, remote media over federation), the one
+// place whose bytes live in files beside the database (DIR/media/).
 //
 // NOTSPEC: a transaction body is bounded by max_request_bytes (1 MiB by
 // default) like every request, below the 50 × 64 KiB the PDU limits allow.
