@@ -182,6 +182,9 @@
 // a replay gets the same answer and nothing is re-applied; a copy arriving
 // while the first is still processed waits for its answer.
 //
+// NOTSPEC: a transaction body is bounded by max_request_bytes (1 MiB by
+// default) like every request, below the 50 × 64 KiB the PDU limits allow.
+//
 // # End-to-end encryption and media
 //
 // e2ee.go (device and one-time keys, device lists), e2ee_xsign.go
@@ -191,7 +194,4 @@
 // comment gives its protocol. media*.go is the content repository
 // (uploads, downloads, thumbnails, remote media over federation), the one
 // place whose bytes live in files beside the database (DIR/media/).
-//
-// NOTSPEC: a transaction body is bounded by max_request_bytes (1 MiB by
-// default) like every request, below the 50 × 64 KiB the PDU limits allow.
 package homeserver
