@@ -107,8 +107,8 @@ type Federation struct {
 	cache keys.Cache
 
 	// Key fetches in progress (server → waiters), when each server may be
-	// fetched again (serverkeys.go, keyFetchBlocked), and the budget of
-	// fetches that requests can start.
+	// fetched again (keyFetchBlocked), and the budget of fetches that
+	// requests can start (fetchKeysForRequest).
 	fetching       map[string][]func(error)
 	keyFetches     map[string]keyFetchState
 	keyFetchBudget *limiter

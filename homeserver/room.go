@@ -372,13 +372,14 @@ type outboundPDU struct {
 // membership changes and wakes the long polls it concerns.
 func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 	b := &roomBatch{rs: rs, pos: rs.pos, touched: map[string]*roomCache{}, wake: map[string]bool{}, rooms: map[string]bool{}}
-	wasWriting := rs.writing
-	rs.writing = true
-	err := rs.st.RoomTx(func(t *store.RoomTx) error {
-		b.t = t
-		return f(b)
-	})
-	rs.writing = wasWriting
+	err := func() error {
+		defer func(was bool) { rs.writing = was }(rs.writing)
+		rs.writing = true
+		return rs.st.RoomTx(func(t *store.RoomTx) error {
+			b.t = t
+			return f(b)
+		})
+	}()
 	if err != nil {
 		for id := range b.touched {
 			delete(rs.byID, id)
