@@ -26,8 +26,9 @@ import (
 //   - access token: "Authorization: Bearer TOKEN", else the deprecated
 //     access_token query parameter; the raw Authorization header and the
 //     request target as sent are passed on for X-Matrix verification;
-//   - body: read up to the node's max_request_bytes; beyond it 413
-//     M_TOO_LARGE without reading further;
+//   - body: read up to Node.MaxBody for the route (max_request_bytes;
+//     media.max_upload_bytes for uploads); beyond it 413 M_TOO_LARGE
+//     without reading further;
 //   - Content-Type: passed on (media uploads keep it);
 //   - CORS: every response carries the headers the spec's "Web Browser
 //     Clients" section lists; OPTIONS preflights are answered here;
@@ -37,7 +38,6 @@ import (
 type HTTPHandler struct {
 	node *homeserver.Node
 	log  *slog.Logger
-	max  int64
 }
 
 // NewHTTPHandler returns the front door for n.
@@ -45,7 +45,7 @@ func NewHTTPHandler(n *homeserver.Node, log *slog.Logger) *HTTPHandler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HTTPHandler{node: n, log: log, max: n.Config().MaxRequestBytes}
+	return &HTTPHandler{node: n, log: log}
 }
 
 // setCORS adds the headers browser clients need.
@@ -80,15 +80,16 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		req.AccessToken = req.Query.Get("access_token")
 	}
-	if h.max > 0 && r.ContentLength > h.max {
-		h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", h.max))
+	max := h.node.MaxBody(req.Method, req.Path)
+	if max > 0 && r.ContentLength > max {
+		h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", max))
 		return
 	}
-	body, err := readBody(r.Body, h.max)
+	body, err := readBody(r.Body, max)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", h.max))
+			h.writeError(w, homeserver.Errorf(413, homeserver.ErrCodeTooLarge, "request body exceeds %d bytes", max))
 			return
 		}
 		h.log.Debug("http: reading request body", "err", err)

@@ -173,6 +173,9 @@ type Route struct {
 	// Unlimited exempts the route from rate limiting (used for /sync,
 	// whose long-poll already paces the client, and for /versions).
 	Unlimited bool
+	// MaxBody, when positive, bounds the request body instead of
+	// max_request_bytes (media uploads).
+	MaxBody int64
 	// Handle serves the call, inside the node loop. It must eventually
 	// call c.Reply or c.Fail exactly once: at once, or later from inside the
 	// loop (a waiter completed by an event or by Node.AfterFunc).

@@ -22,10 +22,11 @@ package homeserver
 //
 // Limits: an upload or a remote item is at most media.max_upload_bytes
 // (413 M_TOO_LARGE for uploads, 502 M_TOO_LARGE for remote media); uploads
-// count against the caller's rate limit like every authenticated call. An
-// upload body is also bounded by max_request_bytes, which Dispatch and the
-// front doors apply to every request before routing; /config advertises
-// the smaller of the two.
+// count against the caller's rate limit like every authenticated call. The
+// upload routes bound their bodies by media.max_upload_bytes instead of
+// max_request_bytes (Route.MaxBody; the HTTP front door asks
+// Node.MaxBody before reading a body). The CoAP front door keeps
+// max_request_bytes: a large upload has no place on a radio link.
 //
 // NOTSPEC: the deprecated unauthenticated endpoints
 // (/_matrix/media/v3/download, …/thumbnail) are not frozen, so clients
@@ -116,9 +117,9 @@ func mediaRoutes(n *Node) ([]Route, error) {
 	n.SetModule(mediaModuleName, m)
 	const cv1, legacy = "/_matrix/client/v1/media", "/_matrix/media/v3"
 	return []Route{
-		{Method: "POST", Pattern: legacy + "/upload", Auth: AuthUser, Handle: m.handleUpload},
+		{Method: "POST", Pattern: legacy + "/upload", Auth: AuthUser, Handle: m.handleUpload, MaxBody: m.n.cfg.Media.MaxUploadBytes},
 		{Method: "POST", Pattern: "/_matrix/media/v1/create", Auth: AuthUser, Handle: m.handleCreate},
-		{Method: "PUT", Pattern: legacy + "/upload/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleUploadTo},
+		{Method: "PUT", Pattern: legacy + "/upload/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleUploadTo, MaxBody: m.n.cfg.Media.MaxUploadBytes},
 		{Method: "GET", Pattern: cv1 + "/config", Auth: AuthUser, Handle: m.handleConfig},
 		{Method: "GET", Pattern: legacy + "/config", Auth: AuthUser, Handle: m.handleConfig},
 		{Method: "GET", Pattern: cv1 + "/download/{serverName}/{mediaId}", Auth: AuthUser, Handle: m.handleDownload(true)},
@@ -153,12 +154,9 @@ func (m *mediaRepo) handleConfig(c *Call) {
 	c.Reply(200, map[string]any{"m.upload.size": m.maxUpload()})
 }
 
-// maxUpload is the largest upload accepted: media.max_upload_bytes, or
-// max_request_bytes if that is smaller (it bounds every request body).
+// maxUpload is the largest upload accepted: media.max_upload_bytes (the
+// upload routes' body bound, in place of max_request_bytes).
 func (m *mediaRepo) maxUpload() int64 {
-	if r := m.n.cfg.MaxRequestBytes; r > 0 && r < m.n.cfg.Media.MaxUploadBytes {
-		return r
-	}
 	return m.n.cfg.Media.MaxUploadBytes
 }
 

@@ -240,13 +240,13 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 	n.pending[c.id] = c
 	n.callIDs[c] = c.id
 
-	if max := n.cfg.MaxRequestBytes; max > 0 && int64(len(req.Body)) > max {
-		c.Fail(Errorf(413, ErrCodeTooLarge, "request body exceeds %d bytes", max))
-		return c
-	}
 	route, vars, apiErr := n.match(req.Method, req.Path)
 	if apiErr != nil {
 		c.Fail(apiErr)
+		return c
+	}
+	if max := n.maxBody(route); max > 0 && int64(len(req.Body)) > max {
+		c.Fail(Errorf(413, ErrCodeTooLarge, "request body exceeds %d bytes", max))
 		return c
 	}
 	req.Vars = vars
@@ -291,6 +291,27 @@ func (n *Node) Dispatch(req *Request, reply func(Response)) *Call {
 	}
 	n.call(route, c)
 	return c
+}
+
+// maxBody is the largest request body a route accepts (0: no bound).
+func (n *Node) maxBody(route *compiledRoute) int64 {
+	if route != nil && route.MaxBody > 0 {
+		return route.MaxBody
+	}
+	return n.cfg.MaxRequestBytes
+}
+
+// MaxBody is the largest request body the node accepts for a request
+// (0: no bound): the route's own bound (media uploads), else
+// max_request_bytes. Front doors call it before reading a body, from any
+// goroutine: the route table and the configuration do not change after
+// New.
+func (n *Node) MaxBody(method, path string) int64 {
+	route, _, err := n.match(method, path)
+	if err != nil {
+		return n.cfg.MaxRequestBytes
+	}
+	return n.maxBody(route)
 }
 
 // limitByIP takes a token from the caller's per-IP bucket.
