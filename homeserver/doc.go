@@ -109,13 +109,18 @@
 // MemoryNetwork (in process, FIFO-queued, driven by Step/Run: tests and
 // the simulator). A node without a Remote fails every request.
 //
-// Inbound: routes with Auth AuthFederation are authenticated in Dispatch
-// before the handler runs: xmatrix.Verify with destination = our server
-// name, keys from a keys.Cache over SQLite (store.ServerKeys). An unknown or
-// expired key makes the node fetch the origin's /_matrix/key/v2/server
-// through the Remote (one fetch per server in flight, at most one a
-// minute), then ask the configured key_notaries in order, and retry; the
-// call waits in the loop meanwhile. A request whose transport already
+// Inbound: routes with Auth AuthFederation are rate limited per remote IP
+// (rate_limit.federation_per_ip) before anything else, then
+// authenticated in Dispatch before the handler runs: xmatrix.Verify with
+// destination = our server name, keys from a keys.Cache over SQLite
+// (store.ServerKeys); then limited per origin
+// (rate_limit.federation_per_origin; 429 M_LIMIT_EXCEEDED, ratelimit.go).
+// An unknown or expired key makes the node fetch the origin's
+// /_matrix/key/v2/server through the Remote (one fetch per server in
+// flight; after a failure the server is not asked again for a minute,
+// doubling up to an hour; fetches that inbound requests start share a
+// budget of 60 a minute), then ask the configured key_notaries in order,
+// and retry; the call waits in the loop meanwhile. A request whose transport already
 // authenticated the server (Request.PeerServer, a Noise session) needs no
 // X-Matrix; one it carries must name the same origin. Failures: 401
 // M_UNAUTHORIZED (no/malformed header, other destination) or 401
@@ -174,7 +179,9 @@
 // without applying twice. Failures back off exponentially (5 s doubling to
 // 1 h, random in [d/2, d) from the node RNG, on the node clock; state in
 // federation_destinations). An inbound transaction from a backed-off
-// destination retries it at once.
+// destination retries it at once. EDUs for a destination that is down are
+// capped: typing and presence at 100 (oldest dropped), the others (device
+// lists, to-device, receipts) are kept but not queued beyond 1 MiB.
 //
 // Inbound transactions: the body's origin must equal the X-Matrix origin
 // (403), at most 50 PDUs and 100 EDUs (400 M_TOO_LARGE), PDUs of at most
