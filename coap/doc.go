@@ -42,9 +42,12 @@
 //     application (§4.5). A CON Empty message (ping) is answered with RST;
 //     a malformed CON with a 4-byte RST — never more than it carried.
 //   - Requests and responses (§5.2): an answer given before the server's
-//     ACK delay rides on the ACK (piggy-backed); after it, an empty ACK goes
-//     out and the answer follows as its own CON (separate response). An
-//     unknown critical option is answered 4.02 (§5.4.1).
+//     ACK delay (DefaultAckDelay on any link: it waits for the
+//     application, not the link) rides on the ACK (piggy-backed); after
+//     it, an empty ACK goes out and the answer follows as its own CON
+//     (separate response), so the requester's RTT samples measure the
+//     link, not the server's work. An unknown critical option is answered
+//     4.02 (§5.4.1).
 //   - NSTART (§4.7): at most NSTART confirmable messages per peer await
 //     their ACK; the rest queue in order. Configurable above 1.
 //   - Tokens (§5.3.1): the shortest unused value of a rolling 16-bit counter

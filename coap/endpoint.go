@@ -135,16 +135,23 @@ type Config struct {
 	MaxBody int
 	// AckDelay is how long a server waits for the application's answer
 	// before sending an empty ACK and answering separately later (RFC 7252
-	// §5.2.2); 0 means ACK_TIMEOUT/4. Peers with a PeerLink get a quarter
-	// of their own ACK_TIMEOUT instead.
+	// §5.2.2); 0 means DefaultAckDelay. A peer with a PeerLink whose own
+	// ACK_TIMEOUT/4 is shorter gets that, so that a fast peer is
+	// acknowledged before it retransmits; a slow link never lengthens it.
+	//
+	// A longer delay would save the empty ACK on a slow link when the
+	// answer needs work across that link (a key fetch, a remote join), but
+	// the requester would then count that work as round-trip time: its
+	// RTO (CoCoA) grows with every such exchange, and every later lost
+	// datagram waits that long for its retransmission.
 	AckDelay time.Duration
 	// PeerLink, if set, gives the link towards one peer when it differs
 	// from Link (a server with clients on a fast link and servers on a
 	// slow radio link): that peer's ACK_TIMEOUT (the seed of its RTO),
-	// EXCHANGE_LIFETIME, NON_LIFETIME and ACK delay are derived from it
-	// (Derive, with NSTART and MAX_RETRANSMIT as configured). It is asked
-	// once, when state for the peer is created; ok false, or a link Derive
-	// refuses, means Link.
+	// EXCHANGE_LIFETIME and NON_LIFETIME are derived from it (Derive, with
+	// NSTART and MAX_RETRANSMIT as configured), and so is its ACK delay
+	// when shorter than AckDelay. It is asked once, when state for the
+	// peer is created; ok false, or a link Derive refuses, means Link.
 	PeerLink func(Peer) (link LinkParams, ok bool)
 	// MaxPeers bounds the peers with state; 0 means 4096. Datagrams from
 	// further peers are dropped.
@@ -214,7 +221,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	}
 	e.ackDelay = cfg.AckDelay
 	if e.ackDelay <= 0 {
-		e.ackDelay = p.AckTimeout / 4
+		e.ackDelay = DefaultAckDelay
 	}
 	if e.rng == nil {
 		e.rng = &splitmix{}
@@ -338,7 +345,7 @@ func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 	if e.cfg.PeerLink != nil {
 		if l, ok := e.cfg.PeerLink(id); ok {
 			if pp, err := Derive(l, e.p.NStart, e.p.MaxRetransmit); err == nil {
-				par, ackDelay = &pp, pp.AckTimeout/4
+				par, ackDelay = &pp, min(pp.AckTimeout/4, e.ackDelay)
 			} else {
 				e.log.Debug("coap: peer link refused, using the endpoint's", "peer", id, "err", err)
 			}

@@ -19,6 +19,13 @@ const (
 	DefaultNStart = 1
 	// DefaultMaxLatency is MAX_LATENCY (RFC 7252 §4.8.2): 100 seconds.
 	DefaultMaxLatency = 100 * time.Second
+	// DefaultAckDelay is how long a server waits for its application's
+	// answer before acknowledging a CON with an empty ACK (RFC 7252
+	// §5.2.2): 500 ms, a quarter of the default ACK_TIMEOUT. It does not
+	// grow with a slow link: the wait is for the application, not the
+	// link, and an answer that is not ready at once usually waits for work
+	// across that same link, which takes minutes there.
+	DefaultAckDelay = DefaultAckTimeout / 4
 	// ObserveConfirmableInterval is the longest a server lets pass between
 	// two confirmable notifications to one observer: 24 hours (RFC 7641 §4.5).
 	ObserveConfirmableInterval = 24 * time.Hour

@@ -25,10 +25,13 @@
 //     the Noise session, crossing the simulated links like everything
 //     else. The Noise handshake, keepalive and no-reply timers
 //     (noise.DeriveTimers) come from coap.LinkParams of the endpoint's
-//     slowest link; the CoAP timers and ACK delay towards each peer from
-//     the path to that peer (coap.Config.PeerLink, pathParams: latencies,
-//     frame times and per-bit times of the hops added up), so a server
-//     answers its client on a fast link with that link's timers.
+//     slowest link; the CoAP timers towards each peer from the path to
+//     that peer (coap.Config.PeerLink, pathParams: latencies, frame times
+//     and per-bit times of the hops added up), so a server answers its
+//     client on a fast link with that link's timers. The ACK delay is a
+//     quarter of the fastest link's ACK timeout towards every peer: a
+//     slow peer waits no longer for an answer that needs work across the
+//     slow link, it gets an empty ACK and a separate response.
 //   - a client is a user created directly in its server's store and logged
 //     in without touching any link; it then speaks the client API over its
 //     own CoAPNode and Noise session (MSC3079: path codes, the access token
