@@ -79,16 +79,7 @@ func (fn *fedNet) pageBack(u fedUser, roomID string, limit int) []string {
 // every state event is already known here.
 func TestFedRoomBackfillDeepHistoryState(t *testing.T) {
 	fn, alice, bob, roomID := twoServers(t)
-	var want []string
-	for i := range 70 {
-		u := alice
-		if i%4 == 3 {
-			u = bob
-		}
-		m := fmt.Sprintf("m%d", i)
-		fn.say(u, roomID, m)
-		want = append(want, m)
-	}
+	want := fn.chat(alice, bob, roomID, 70, 4)
 	var uris []string
 	c, _ := fn.nodeVia("c.test", t.TempDir(), 3, nil, func(r Remote) Remote { return watchRemote{inner: r, uris: &uris} })
 	carol := fn.user(c, "carol")

@@ -518,18 +518,26 @@ func TestFedRoomServerACL(t *testing.T) {
 // clockEpochMillis is the fake clock's start, as origin_server_ts.
 var clockEpochMillis = clock.Epoch.UnixMilli()
 
-func TestFedRoomLateJoinerBackfills(t *testing.T) {
-	fn, alice, bob, roomID := twoServers(t)
-	var want []string
-	for i := 0; i < 12; i++ {
-		u := alice
-		if i%3 == 2 {
-			u = bob
+// chat has a and b say n messages "m0", "m1", … in a room, b every
+// bEvery-th, and returns the bodies in order.
+func (fn *fedNet) chat(a, b fedUser, roomID string, n, bEvery int) []string {
+	fn.t.Helper()
+	var said []string
+	for i := range n {
+		u := a
+		if i%bEvery == bEvery-1 {
+			u = b
 		}
 		m := fmt.Sprintf("m%d", i)
 		fn.say(u, roomID, m)
-		want = append(want, m)
+		said = append(said, m)
 	}
+	return said
+}
+
+func TestFedRoomLateJoinerBackfills(t *testing.T) {
+	fn, alice, bob, roomID := twoServers(t)
+	want := fn.chat(alice, bob, roomID, 12, 3)
 	c, _ := fn.node("c.test", t.TempDir(), 3)
 	carol := fn.user(c, "carol")
 	fn.call(alice.tn, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": carol.id})

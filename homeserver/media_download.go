@@ -71,24 +71,32 @@ func (m *mediaRepo) handleDownload(remote bool) func(c *Call) {
 			c.Fail(Errorf(400, ErrCodeInvalidParam, "bad file name"))
 			return
 		}
-		m.lookup(c, server, id, remote, func(row store.Media, err error) {
+		m.content(c, server, id, remote, func(row store.Media, data []byte) {
+			name := row.FileName
+			if override != "" {
+				name = override
+			}
+			c.Reply(200, &RawBody{Header: mediaHeaders(row.ContentType, contentDisposition(row.ContentType, name)), Data: data})
+		})
+	}
+}
+
+// content is lookup, then read of the bytes; a failure of either answers
+// c, so done sees only media it can serve.
+func (m *mediaRepo) content(c *Call, server, id string, remote bool, done func(row store.Media, data []byte)) {
+	m.lookup(c, server, id, remote, func(row store.Media, err error) {
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		m.read(row, func(data []byte, err error) {
 			if err != nil {
 				c.Fail(err)
 				return
 			}
-			m.read(row, func(data []byte, err error) {
-				if err != nil {
-					c.Fail(err)
-					return
-				}
-				name := row.FileName
-				if override != "" {
-					name = override
-				}
-				c.Reply(200, &RawBody{Header: mediaHeaders(row.ContentType, contentDisposition(row.ContentType, name)), Data: data})
-			})
+			done(row, data)
 		})
-	}
+	})
 }
 
 // lookup finds mxc://server/id for c, fetching it from server first when

@@ -34,23 +34,13 @@ func (m *mediaRepo) handleFedDownload(c *Call) {
 		c.Fail(Errorf(400, ErrCodeInvalidParam, "not a valid media ID"))
 		return
 	}
-	m.lookup(c, m.n.ServerName(), id, false, func(row store.Media, err error) {
+	m.content(c, m.n.ServerName(), id, false, func(row store.Media, data []byte) {
+		body, ctype, err := m.buildMultipart(row, data)
 		if err != nil {
 			c.Fail(err)
 			return
 		}
-		m.read(row, func(data []byte, err error) {
-			if err != nil {
-				c.Fail(err)
-				return
-			}
-			body, ctype, err := m.buildMultipart(row, data)
-			if err != nil {
-				c.Fail(err)
-				return
-			}
-			c.Reply(200, &RawBody{Header: map[string]string{"Content-Type": ctype}, Data: body})
-		})
+		c.Reply(200, &RawBody{Header: map[string]string{"Content-Type": ctype}, Data: body})
 	})
 }
 
