@@ -110,6 +110,11 @@ var pathEnums = [...][2]string{
 	{"~S", "/_matrix/key/v2/server"},
 	{"~T", "/_matrix/key/v2/query"},
 	{"~U", "/_matrix/key/v2/query/{serverName}"},
+	// Mesh extension: the content repository for low-bandwidth clients
+	// (MSC3079 leaves media out; gateway/coap_front_media.go).
+	{"~V", "/_matrix/client/v1/media/download/{serverName}/{mediaId}"},
+	{"~W", "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"},
+	{"~X", "/_matrix/media/v3/upload"},
 }
 
 // ErrUnknownPath: a short path whose code this table does not define, or

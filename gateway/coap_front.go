@@ -215,7 +215,9 @@ func (f *CoAPFrontDoor) ServeCoAP(r *CoAPRequest, reply func(coap.Message)) {
 //   - body: Content-Format 60 is CBOR with MSC3079's integer keys,
 //     decoded to JSON (codec.TableMSC3079); 65060 is a codec frame; 65061
 //     a packed federation transaction from a pinned server, unpacked in
-//     the node loop (mesh_pack.go); 50 or none is JSON.
+//     the node loop (mesh_pack.go); 50 or none is JSON; a media format
+//     (0, 21–23, 41, 42) is passed raw with its media type as
+//     ContentType, for uploads (coap_front_media.go).
 //
 // It returns the content format to answer with, or a CoAP error answer.
 func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, replyAs, *coap.Message) {
@@ -297,6 +299,18 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, replyAs,
 		req.AccessToken = query.Get("access_token")
 	}
 
+	if hasFormat {
+		// A media body (an upload) keeps its type, even when empty.
+		t, err := rawMediaType(format, m.Options)
+		switch {
+		case err == nil:
+			req.ContentType = t
+		case !errors.Is(err, errNotRaw):
+			return nil, accept, coapError(codes.BadRequest, accept, homeserver.ErrCodeInvalidParam, err.Error())
+		case format == ContentFormatJSON:
+			req.ContentType = "application/json"
+		}
+	}
 	if len(m.Payload) > 0 {
 		if f.max > 0 && int64(len(m.Payload)) > f.max {
 			return nil, accept, coapError(codes.RequestEntityTooLarge, accept, homeserver.ErrCodeTooLarge, fmt.Sprintf("request body exceeds %d bytes", f.max))
@@ -325,7 +339,11 @@ func (f *CoAPFrontDoor) translate(r *CoAPRequest) (*homeserver.Request, replyAs,
 			}
 			// ServeCoAP unpacks it inside the node loop.
 		default:
-			return nil, accept, coapError(codes.UnsupportedMediaType, accept, homeserver.ErrCodeNotJSON, "request bodies must be application/json (50) or application/cbor (60)")
+			if req.ContentType == "" {
+				return nil, accept, coapError(codes.UnsupportedMediaType, accept, homeserver.ErrCodeNotJSON,
+					"request bodies must be application/json (50), application/cbor (60), or media as 0, 21, 22, 23, 41 or 42")
+			}
+			req.Body = m.Payload // media: the bytes as sent
 		}
 	}
 	return req, accept, nil
@@ -474,7 +492,8 @@ func remoteKey(peer string) string {
 }
 
 // encodeResponse turns a node answer into a CoAP response: the status by
-// statusCode, the body as CBOR (MSC3079 keys) or JSON as accept says.
+// statusCode, the body as CBOR (MSC3079 keys) or JSON as accept says, or a
+// media body as its bytes (encodeRaw).
 func (f *CoAPFrontDoor) encodeResponse(method codes.Code, resp homeserver.Response, accept replyAs) coap.Message {
 	m, _ := f.encode(method, resp, accept)
 	return m
@@ -482,6 +501,9 @@ func (f *CoAPFrontDoor) encodeResponse(method codes.Code, resp homeserver.Respon
 
 // encode is encodeResponse, also returning the body as JSON.
 func (f *CoAPFrontDoor) encode(method codes.Code, resp homeserver.Response, accept replyAs) (coap.Message, []byte) {
+	if raw, ok := resp.Body.(*homeserver.RawBody); ok {
+		return f.encodeRaw(method, resp.Status, raw, accept), nil
+	}
 	var j []byte
 	if resp.Body == nil {
 		j = []byte("{}")

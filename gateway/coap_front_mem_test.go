@@ -30,6 +30,7 @@ type memFrontDoor struct {
 	cli    *simNode
 	server string
 	token  string
+	door   *CoAPFrontDoor
 }
 
 func newMemFrontDoor(t *testing.T, seed uint64, loss float64) *memFrontDoor {
@@ -79,7 +80,7 @@ func newMemFrontDoor(t *testing.T, seed uint64, loss float64) *memFrontDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &memFrontDoor{t: t, clk: clk, server: srvID.name}
+	m := &memFrontDoor{t: t, clk: clk, server: srvID.name, door: door}
 	m.link = &simLink{errorf: t.Errorf, clk: clk, r: rand.New(clock.SeededRNG(rng.Uint64())), nodes: map[netip.AddrPort]*simNode{},
 		delay: 50 * time.Millisecond, loss: loss, counters: map[nonceKey]uint64{}, secured: true}
 	m.link.add(srvID.addr, sn)

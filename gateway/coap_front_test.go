@@ -333,12 +333,20 @@ func TestCoAPFrontDoorTranslation(t *testing.T) {
 	if cf, _ := m.Options.ContentFormat(); cf != ContentFormatJSON || !strings.Contains(string(m.Payload), `"user_id":"@bob:coap.test"`) {
 		t.Fatalf("JSON register: %v %d %s", m.Code, cf, m.Payload)
 	}
-	// Unsupported content format → 4.15.
+	// Unsupported content format (110, application/senml+json) → 4.15.
+	req = coap.NewRequest(codes.POST, "/1", []byte("x"))
+	req.Options, _, _ = req.Options.SetContentFormat(make([]byte, 2), 110)
+	m, _ = c.udp.Do(ctx, c.peer, req)
+	if HTTPStatus(m.Code) != 415 {
+		t.Fatalf("senml body: %v", m.Code)
+	}
+	// A media body (text/plain, 0) reaches the node raw, and a JSON
+	// endpoint refuses it as over HTTP.
 	req = coap.NewRequest(codes.POST, "/1", []byte("x"))
 	req.Options, _, _ = req.Options.SetContentFormat(make([]byte, 2), 0)
 	m, _ = c.udp.Do(ctx, c.peer, req)
-	if HTTPStatus(m.Code) != 415 {
-		t.Fatalf("text/plain body: %v", m.Code)
+	if r, _ := decodeAPIResponse(m); r.Status != 400 || r.Errcode != homeserver.ErrCodeNotJSON {
+		t.Fatalf("text/plain body to login: %d %s", r.Status, r.JSON)
 	}
 	// Bad CBOR → 4.00 M_NOT_JSON.
 	req = coap.NewRequest(codes.POST, "/1", []byte{0xff})
@@ -642,7 +650,8 @@ func FuzzCoAPFrontDoorTranslate(f *testing.F) {
 	}
 	send := coap.NewRequest(codes.PUT, "/9/!r:hs/m.room.message/1", []byte{0xa1, 0x18, 0x1b, 0x62, 'h', 'i'})
 	send.Options, _, _ = send.Options.SetContentFormat(make([]byte, 2), ContentFormatCBOR)
-	for _, m := range []*coap.Message{send, coap.NewRequest(codes.GET, "/7?timeout=99999999&since=s1", nil),
+	upload := newMediaRequest(codes.POST, "/_matrix/media/v3/upload?filename=a.md", "text/markdown", []byte("# a"), ContentFormatCBOR)
+	for _, m := range []*coap.Message{send, upload, coap.NewRequest(codes.GET, "/7?timeout=99999999&since=s1", nil),
 		coap.NewRequest(codes.POST, "/_matrix/client/v3/login", []byte(`{"type":"m.login.password"}`))} {
 		var w coap.Wire
 		w.Code, w.Options, w.Payload, w.Type = m.Code, m.Options, m.Payload, coap.CON

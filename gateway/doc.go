@@ -34,10 +34,13 @@
 //     integer keys (codec.TableMSC3079), decoded to JSON; 65060 is a codec
 //     frame (a newer one than the door reads is 4.15, "Frame versions"
 //     below); 65061 a packed transaction from a pinned server; 50 or none
-//     is JSON; others 4.15;
+//     is JSON; the media formats 0, 21, 22, 23, 41 and 42 (with option
+//     65004 naming any other media type) are passed raw as a media upload
+//     (coap_front_media.go); others 4.15;
 //   - answer: CBOR (TableMSC3079, Content-Format 60) unless the client sent
 //     Accept 50, or sent JSON without Accept (MSC3079: never CBOR to a JSON
-//     request unless accepted); an Accept other than 50/60 is 4.06. The HTTP
+//     request unless accepted); media comes back raw in its format;
+//     an Accept other than 50/60/65060 is 4.06. The HTTP
 //     status maps to a CoAP code as RFC 8075 §7 does (200 → 2.05 for GET,
 //     2.04 for PUT/POST, 2.02 for DELETE; 4xx/5xx → the same class.detail
 //     where CoAP has it, with 4.09 from RFC 8132 and 4.29 from RFC 8516,

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mxmesh/mxmesh/coap"
 	"github.com/mxmesh/mxmesh/gateway"
 	"github.com/mxmesh/mxmesh/noise"
 )
@@ -33,6 +34,11 @@ const clientUsage = `usage: mxmesh client --server ADDR --key KEY --server-name 
   create-room [NAME]             create a room, print its ID
   send ROOM_ID TEXT...           send a text message
   sync [--timeout MS]            print new messages (from where the last sync ended)
+  upload FILE [--type T]         upload a file (at most 1 MiB), print its mxc:// URI;
+                                 T defaults to the type of the file's extension
+  download MXC [-o FILE] [--thumbnail WxH]
+                                 download mxc://SERVER/ID to FILE (default stdout),
+                                 or a thumbnail fitting in W×H pixels
 
 ADDR is the server's CoAP/Noise UDP address, KEY its key token ("mxk1:...",
 from "mxmesh peer show" on the server) and NAME its server name, which the
@@ -107,7 +113,7 @@ func dialClient(server, key, name string, plain, frames bool) (*gateway.CoAPClie
 		return nil, fmt.Errorf("--server %q: %w", server, err)
 	}
 	ap := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
-	cfg := gateway.CoAPClientConfig{Server: ap}
+	cfg := gateway.CoAPClientConfig{Server: ap, CoAP: coap.Config{MaxBody: clientMaxBody}}
 	if frames {
 		cfg.Format = gateway.ContentFormatMeshFrame
 	}
@@ -138,6 +144,9 @@ func (cl *cliClient) run(args []string) int {
 	fset.SetOutput(io.Discard)
 	password := fset.String("password", "", "")
 	timeout := fset.Int("timeout", 0, "")
+	mediaType := fset.String("type", "", "")
+	output := fset.String("o", "", "")
+	thumbnail := fset.String("thumbnail", "", "")
 	pos, err := parseInterspersed(fset, args[1:])
 	if err != nil {
 		cl.err = err
@@ -152,6 +161,10 @@ func (cl *cliClient) run(args []string) int {
 		cl.err = cl.send(pos[0], strings.Join(pos[1:], " "))
 	case args[0] == "sync" && len(pos) == 0:
 		cl.err = cl.sync(*timeout)
+	case args[0] == "upload" && len(pos) == 1:
+		cl.err = cl.upload(pos[0], *mediaType)
+	case args[0] == "download" && len(pos) == 1:
+		cl.err = cl.download(pos[0], *output, *thumbnail)
 	default:
 		cl.err = fmt.Errorf("bad arguments %q\n%s", args, clientUsage)
 		return 2
