@@ -163,8 +163,19 @@ func (c *CoAPClient) Do(ctx context.Context, method, path string, body []byte) (
 			return nil, fmt.Errorf("gateway: coap client %s %s: body not carriable as content format %d", method, path, c.format)
 		}
 	}
+	return exchange(c, ctx, method, path, func() *coap.Message { return c.newRequest(code, path, payload) }, decodeAPIResponse,
+		func(r *CoAPResponse) *CoAPResponse { return r })
+}
+
+// exchange sends the request build makes, with the sticky access token
+// when it is due, and decodes the answer. When the server has forgotten
+// the token (it restarted, or this is a new session) and it was not sent,
+// the request goes once more with it (MSC3079 "Access Tokens").
+func exchange[R any](c *CoAPClient, ctx context.Context, method, path string, build func() *coap.Message,
+	decode func(coap.Message) (R, error), api func(R) *CoAPResponse) (R, error) {
+	var zero R
 	for attempt := 0; ; attempt++ {
-		req := c.newRequest(code, path, payload)
+		req := build()
 		c.mu.Lock()
 		withToken := c.token != "" && (!c.sent || attempt > 0)
 		if withToken {
@@ -174,15 +185,13 @@ func (c *CoAPClient) Do(ctx context.Context, method, path string, body []byte) (
 		c.mu.Unlock()
 		m, err := c.udp.Do(ctx, c.peer, req)
 		if err != nil {
-			return nil, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
+			return zero, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
 		}
-		resp, err := decodeAPIResponse(m)
+		resp, err := decode(m)
 		if err != nil {
-			return nil, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
+			return zero, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
 		}
-		// The server forgot our token (it restarted, or this is a new
-		// session): send it again, once (MSC3079 "Access Tokens").
-		if resp.Status == 401 && resp.Errcode == homeserver.ErrCodeMissingToken && !withToken && c.hasToken() && attempt == 0 {
+		if r := api(resp); r.Status == 401 && r.Errcode == homeserver.ErrCodeMissingToken && !withToken && c.hasToken() && attempt == 0 {
 			continue
 		}
 		return resp, nil

@@ -189,29 +189,8 @@ func (c *CoAPClient) DoMedia(ctx context.Context, method, path, mediaType string
 	if code == 0 {
 		return nil, fmt.Errorf("gateway: coap client: method %q", method)
 	}
-	for attempt := 0; ; attempt++ {
-		req := newMediaRequest(code, path, mediaType, body, c.format)
-		c.mu.Lock()
-		withToken := c.token != "" && (!c.sent || attempt > 0)
-		if withToken {
-			req.Options = req.Options.Add(message.Option{ID: OptionAuthorization, Value: []byte(c.token)})
-		}
-		c.sent = c.sent || withToken
-		c.mu.Unlock()
-		m, err := c.udp.Do(ctx, c.peer, req)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
-		}
-		resp, err := decodeMediaResponse(m)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: coap client %s %s: %w", method, path, err)
-		}
-		// As in Do: the server forgot the sticky token; resend it once.
-		if resp.Status == 401 && resp.Errcode == homeserver.ErrCodeMissingToken && !withToken && c.hasToken() && attempt == 0 {
-			continue
-		}
-		return resp, nil
-	}
+	return exchange(c, ctx, method, path, func() *coap.Message { return newMediaRequest(code, path, mediaType, body, c.format) },
+		decodeMediaResponse, func(r *MediaResponse) *CoAPResponse { return &r.CoAPResponse })
 }
 
 // newMediaRequest is newAPIRequest for a media body (nil: none) of type
