@@ -18,6 +18,21 @@ type MeshConfig struct {
 	// TrustOnFirstUse accepts mesh servers that are not pinned, pinning the
 	// keys they present on first contact. Off by default: pin peers with
 	// `mxmesh peer add`.
+	//
+	// A key learned this way is held in memory until the node restarts:
+	// meanwhile the name is refused with any other key, and the gateway
+	// logs the learned keys at Info. It is deliberately not written into
+	// Peers, for three reasons. A pin in Peers makes the peer a pinned
+	// server whose Noise session stands in for X-Matrix on federation
+	// routes (noise.Endpoint.Pinned), which a key learned on first use
+	// never grants: saving it would turn any server that once reached us
+	// into an authenticated federation peer at the next start, a decision
+	// left to the operator. The learned key comes without the binding
+	// signature a key token carries, so it cannot be checked again the
+	// way Peers entries are. And writing the operator's file whenever an
+	// unknown name completes a handshake would let the network grow it
+	// (and wear the flash of small boards). To keep a learned peer, pin
+	// the token its `mxmesh peer show` prints with `mxmesh peer add`.
 	TrustOnFirstUse bool `yaml:"trust_on_first_use"`
 	// AcceptClients lets low-bandwidth clients (which pinned this server's
 	// key token) open Noise sessions; they still need an access token for

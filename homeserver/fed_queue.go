@@ -3,7 +3,8 @@ package homeserver
 // Outbound transactions: per-destination queues persisted in SQLite
 // (federation_outbound), sent as PUT /_matrix/federation/v1/send/{txnId}
 // with at most 50 PDUs and 100 EDUs, one transaction in flight per
-// destination, retried with exponential backoff and jitter.
+// destination, retried with exponential backoff and jitter, and no sooner
+// than a 429 answer's retry_after_ms asks (retryAfter).
 // Spec: server-server-api "Transactions", "PUT /send/{txnId}".
 
 import (
@@ -65,6 +66,10 @@ type destQueue struct {
 	timer    clock.Timer // retry or start timer; nil when none
 	failures int
 	retryAt  time.Time
+	// limitedUntil is when a 429 answer's retry_after_ms ends; before it
+	// an inbound transaction from dest does not wake the queue. Not
+	// stored: after a restart only retryAt holds the queue back.
+	limitedUntil time.Time
 
 	// The EDUs waiting in the database: seqs of the lossy ones, oldest
 	// first, and the size of each of the others.
@@ -328,6 +333,13 @@ func (f *Federation) sent(q *destQueue, txnID string, seqs []int64, resp Outboun
 		}
 		half := d / 2
 		wait := half + time.Duration(f.n.rng.Uint64()%uint64(half))
+		q.limitedUntil = time.Time{}
+		if ra := retryAfter(err, resp); ra > wait {
+			// The destination said how long to leave it alone: wait that
+			// long, and let nothing (wake) cut the wait short.
+			wait = ra
+			q.limitedUntil = f.n.Now().Add(ra)
+		}
 		q.retryAt = time.UnixMilli(f.n.Now().Add(wait).UnixMilli()) // as stored
 		f.n.log.Info("federation: transaction failed; will retry", "dest", q.dest, "txn", txnID,
 			"failures", q.failures, "retry_in", wait, "err", err)
@@ -356,7 +368,7 @@ func (f *Federation) sent(q *destQueue, txnID string, seqs []int64, resp Outboun
 	}
 	q.delivered(seqs)
 	recovered := q.failures > 0
-	q.failures, q.retryAt = 0, time.Time{}
+	q.failures, q.retryAt, q.limitedUntil = 0, time.Time{}, time.Time{}
 	if recovered {
 		if err := f.n.store.PutDestination(store.DestinationState{Destination: q.dest}); err != nil {
 			f.n.log.Error("federation: store destination state", "dest", q.dest, "err", err)
@@ -366,4 +378,24 @@ func (f *Federation) sent(q *destQueue, txnID string, seqs []int64, resp Outboun
 		}
 	}
 	f.kick(q)
+}
+
+// retryAfter is how long a 429 M_LIMIT_EXCEEDED answer asks the sender to
+// wait before trying again: its retry_after_ms (client-server-api "Rate
+// limiting" defines the field; the server-server API answers 429 with the
+// same standard error body), at most retryMax so that a bad value cannot
+// stop a destination's queue for good. 0 for any other error, or a 429
+// without the field.
+func retryAfter(err error, resp OutboundResponse) time.Duration {
+	var rerr *RemoteError
+	if !errors.As(err, &rerr) || rerr.Status != 429 {
+		return 0
+	}
+	var body struct {
+		RetryAfterMS int64 `json:"retry_after_ms"`
+	}
+	if json.Unmarshal(resp.Body, &body) != nil || body.RetryAfterMS <= 0 {
+		return 0
+	}
+	return time.Duration(min(body.RetryAfterMS, retryMax.Milliseconds())) * time.Millisecond
 }

@@ -197,10 +197,12 @@ func (f *Federation) handleEDUs(origin string, edus []json.RawMessage) {
 	}
 }
 
-// wake retries dest now if it is backing off: it just talked to us.
+// wake retries dest now if it is backing off: it just talked to us. A
+// destination that answered 429 with retry_after_ms is not woken before
+// that time: it is up, and asked us to wait.
 func (f *Federation) wake(dest string) {
 	q := f.queues[dest]
-	if q == nil || q.failures == 0 || q.inFlight {
+	if q == nil || q.failures == 0 || q.inFlight || f.n.Now().Before(q.limitedUntil) {
 		return
 	}
 	if q.timer != nil {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mxmesh/mxmesh/clock"
 	"github.com/mxmesh/mxmesh/homeserver/keys"
 	"github.com/mxmesh/mxmesh/homeserver/xmatrix"
 )
@@ -315,7 +316,7 @@ func (n *Node) authenticateFederation(c *Call, next func()) {
 				c.Fail(err)
 				return
 			}
-			n.log.Info("federation request rejected", "method", c.Req.Method, "path", c.Req.Path, "err", err)
+			n.fedRejects().reject(c, err)
 			c.Fail(Errorf(status, code, "%v", err))
 			return
 		}
@@ -350,6 +351,95 @@ func (n *Node) authenticateFederation(c *Call, next func()) {
 		}
 		proceed(h, err)
 	})
+}
+
+// Rejected federation requests are logged one by one at Debug only: they
+// come from the network, unauthenticated, and a flood of them must not
+// flood the log (STYLE.md habit 7). At Info, a source (the remote IP, or
+// the claimed origin when the IP is unknown) gets one line for its first
+// rejection, then at most one summary with counts per rejectLogInterval
+// while rejections go on. Past maxRejectSources sources, new ones share
+// one summary.
+const (
+	rejectLogInterval = time.Minute
+	maxRejectSources  = 256
+	// rejectModule names the rejection log among the node's modules.
+	rejectModule      = "federation-rejects"
+	otherRejectSource = "(other sources)"
+)
+
+// rejectLog counts rejected federation requests per source. It lives in
+// the node's loop, like the node.
+type rejectLog struct {
+	n       *Node
+	sources map[string]*rejectSource
+}
+
+// rejectSource is one source's rejections since its last Info line.
+type rejectSource struct {
+	count  int
+	origin string // the origin the last one claimed
+	err    string // why the last one was rejected
+	timer  clock.Timer
+}
+
+// fedRejects returns the node's rejection log, creating it on first use.
+func (n *Node) fedRejects() *rejectLog {
+	r, _ := n.Module(rejectModule).(*rejectLog)
+	if r == nil {
+		r = &rejectLog{n: n, sources: map[string]*rejectSource{}}
+		n.SetModule(rejectModule, r)
+		n.OnStop(func() {
+			for _, s := range r.sources {
+				s.timer.Stop()
+			}
+			clear(r.sources)
+		})
+	}
+	return r
+}
+
+// reject logs the rejection of c with err.
+func (r *rejectLog) reject(c *Call, err error) {
+	origin := headerOrigin(c.Req.Authorization)
+	r.n.log.Debug("federation request rejected", "method", c.Req.Method, "path", c.Req.Path,
+		"ip", c.Req.RemoteIP, "origin", origin, "err", err)
+	key := c.Req.RemoteIP
+	if key == "" {
+		key = "origin " + origin
+	}
+	s := r.sources[key]
+	if s == nil && len(r.sources) >= maxRejectSources {
+		key = otherRejectSource
+		s = r.sources[key]
+	}
+	if s != nil {
+		s.count++
+		s.origin, s.err = origin, err.Error()
+		return
+	}
+	r.n.log.Info("federation request rejected; more from this source are counted, not logged",
+		"source", key, "method", c.Req.Method, "path", c.Req.Path, "origin", origin, "err", err,
+		"summary_every", rejectLogInterval)
+	s = &rejectSource{}
+	r.sources[key] = s
+	s.timer = r.n.AfterFunc(rejectLogInterval, func() { r.flush(key) })
+}
+
+// flush writes key's summary, or forgets key when it was quiet.
+func (r *rejectLog) flush(key string) {
+	s := r.sources[key]
+	if s == nil {
+		return
+	}
+	if s.count == 0 {
+		delete(r.sources, key)
+		return
+	}
+	r.n.log.Info("federation requests rejected", "source", key, "count", s.count, "in", rejectLogInterval,
+		"last_origin", s.origin, "last_err", s.err)
+	s.count = 0
+	s.timer = r.n.AfterFunc(rejectLogInterval, func() { r.flush(key) })
 }
 
 // headerOrigin returns the origin named by an X-Matrix header, "" if it

@@ -8,8 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"reflect"
 
 	"github.com/mxmesh/mxmesh/clock"
 	"github.com/mxmesh/mxmesh/homeserver"
@@ -31,8 +29,9 @@ show prints this node's server name, CoAP address, Noise public key and its
 key token (KEY). On another node, "peer add" pins this one with that token:
 NAME is the server name, ADDR its CoAP/Noise UDP address (host:port).
 --mutual says the peer pinned us too (smaller Noise_KK handshakes);
---replace overwrites an existing pin of NAME. A running node picks up new
-pins when restarted.`
+--replace overwrites an existing pin of NAME. The pin is written into
+mesh.peers of the config file, whose other lines (comments included) are
+left as they are. A running node picks up new pins when restarted.`
 
 func runPeer(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "show" && args[0] != "add") {
@@ -94,7 +93,8 @@ func peerShow(dir string, stdout io.Writer) error {
 	return nil
 }
 
-// peerAdd validates p and writes it into the config.
+// peerAdd validates p and pins it in the config file, editing the file in
+// place (homeserver.PinMeshPeer): the operator's comments and layout stay.
 func peerAdd(dir string, p homeserver.MeshPeer, replace bool, stdout io.Writer) error {
 	cfg, err := homeserver.LoadConfig(dir)
 	if err != nil {
@@ -110,37 +110,11 @@ func peerAdd(dir string, p homeserver.MeshPeer, replace bool, stdout io.Writer) 
 	if own, err := loadNoiseKey(cfg); err == nil && string(own.Public) == string(tok.NoiseKey) {
 		return fmt.Errorf("that key is this node's own noise key")
 	}
-	replaced := false
-	peers := cfg.Mesh.Peers[:0:0]
-	for _, q := range cfg.Mesh.Peers {
-		if q.Name == p.Name {
-			if !replace {
-				return fmt.Errorf("%s is already pinned (to %s); use --replace to change the pin", p.Name, q.Addr)
-			}
-			replaced = true
-			continue
-		}
-		peers = append(peers, q)
+	replaced, err := homeserver.PinMeshPeer(dir, p, replace)
+	if errors.Is(err, homeserver.ErrAlreadyPinned) {
+		return fmt.Errorf("%w; use --replace to change the pin", err)
 	}
-	cfg.Mesh.Peers = append(peers, p)
-	if err := cfg.Validate(); err != nil { // for example the same key under another name
-		return err
-	}
-	text, err := cfg.MarshalCommented()
 	if err != nil {
-		return err
-	}
-	// The file is re-rendered from the template: make sure no setting is
-	// lost on the way (one the template does not know, say).
-	back, err := homeserver.ParseConfig(text)
-	if err != nil {
-		return fmt.Errorf("re-render config: %w", err)
-	}
-	back.Dir = cfg.Dir
-	if !reflect.DeepEqual(back, cfg) {
-		return fmt.Errorf("re-rendering %s would change other settings; add the pin to mesh.peers by hand", homeserver.ConfigFile)
-	}
-	if err := replaceFile(filepath.Join(dir, homeserver.ConfigFile), text); err != nil {
 		return err
 	}
 	verb := "pinned"
