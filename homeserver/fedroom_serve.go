@@ -23,9 +23,12 @@ package homeserver
 // are sent on to the other servers in the room, which only learn of them
 // from us.
 //
-// NOTSPEC: history visibility towards servers is judged by the current
-// state: a server any of whose users has a membership there (or any
-// server, in a world_readable room) may read every event of the room.
+// Reading a room's events (backfill, get_missing_events, event, state,
+// state_ids) is open to a server one of whose users has a membership in
+// the room (or to any server, in a room world readable now); which events
+// it may see whole is then decided event by event, by the history
+// visibility at each (visibility.go): the others are served redacted,
+// and the state at them is refused.
 
 import (
 	"encoding/json"
@@ -92,9 +95,10 @@ func (fr *fedRooms) readableRoom(c *Call, roomID string) (*roomCache, error) {
 	return rm, nil
 }
 
-// readable checks that the origin may read the room's events: one of its
+// readable checks that the origin may read the room at all: one of its
 // users has a membership in the room's current state (joined, invited,
-// or once a member), or the room is world readable.
+// or once a member), or the room is world readable. Which events it sees
+// whole is decided per event (serverViewer).
 func (fr *fedRooms) readable(c *Call, rm *roomCache) error {
 	for k := range rm.state {
 		if k.Type == auth.TypeMember && serverOf(k.StateKey) == c.Origin {
@@ -539,11 +543,17 @@ func (fr *fedRooms) handleEvent(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if _, err := fr.readableRoom(c, row.RoomID); err != nil {
+	rm, err := fr.readableRoom(c, row.RoomID)
+	if err != nil {
 		c.Fail(err)
 		return
 	}
-	c.Reply(200, fr.pduResponse([]json.RawMessage{row.JSON}))
+	pdus, err := fr.rs.serverViewer(rm, c.Origin).servedPDUs([]store.EventRow{row})
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(200, fr.pduResponse(pdus))
 }
 
 // pduResponse is the Transaction-shaped answer of /event and /backfill.
@@ -576,8 +586,15 @@ func (fr *fedRooms) handleState(idsOnly bool) func(c *Call) {
 			c.Fail(Errorf(400, ErrCodeMissingParam, "event_id is required"))
 			return
 		}
-		row, _, err := fr.eventInRoom(c, c.Req.Vars["roomId"], eventID)
+		row, rm, err := fr.eventInRoom(c, c.Req.Vars["roomId"], eventID)
 		if err != nil {
+			c.Fail(err)
+			return
+		}
+		if ok, err := fr.rs.serverViewer(rm, c.Origin).allows(row); err != nil || !ok {
+			if err == nil {
+				err = Errorf(403, ErrCodeForbidden, "server %s may not see %s", c.Origin, eventID)
+			}
 			c.Fail(err)
 			return
 		}
@@ -704,7 +721,8 @@ func prevOf(r store.EventRow) []string {
 // the ones named by v, newest first.
 func (fr *fedRooms) handleBackfill(c *Call) {
 	roomID := c.Req.Vars["roomId"]
-	if _, err := fr.readableRoom(c, roomID); err != nil {
+	rm, err := fr.readableRoom(c, roomID)
+	if err != nil {
 		c.Fail(err)
 		return
 	}
@@ -723,9 +741,10 @@ func (fr *fedRooms) handleBackfill(c *Call) {
 		c.Fail(err)
 		return
 	}
-	pdus := make([]json.RawMessage, 0, len(rows))
-	for _, r := range rows {
-		pdus = append(pdus, json.RawMessage(r.JSON))
+	pdus, err := fr.rs.serverViewer(rm, c.Origin).servedPDUs(rows)
+	if err != nil {
+		c.Fail(err)
+		return
 	}
 	c.Reply(200, fr.pduResponse(pdus))
 }
@@ -744,7 +763,8 @@ func (fr *fedRooms) handleMissingEvents(c *Call) {
 		c.Fail(err)
 		return
 	}
-	if _, err := fr.readableRoom(c, roomID); err != nil {
+	rm, err := fr.readableRoom(c, roomID)
+	if err != nil {
 		c.Fail(err)
 		return
 	}
@@ -761,9 +781,10 @@ func (fr *fedRooms) handleMissingEvents(c *Call) {
 		return
 	}
 	slices.Reverse(rows)
-	evs := make([]json.RawMessage, 0, len(rows))
-	for _, r := range rows {
-		evs = append(evs, json.RawMessage(r.JSON))
+	evs, err := fr.rs.serverViewer(rm, c.Origin).servedPDUs(rows)
+	if err != nil {
+		c.Fail(err)
+		return
 	}
 	c.Reply(200, map[string]any{"events": evs})
 }

@@ -5,6 +5,8 @@ package homeserver
 // first) or f, from / to tokens (see streamToken), limit (default 10), a
 // RoomEventFilter, and lazy-loaded member state for the chunk's senders.
 // "end" is left out when there is nothing further in that direction.
+// Only the events the user may see are returned (visibility.go); the ones
+// skipped do not end a page early.
 
 // maxMessagesLimit caps /messages' limit.
 const maxMessagesLimit = 1000
@@ -43,17 +45,13 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 	if f.Room.Timeline.Limit > 0 {
 		limit = min(limit, f.Room.Timeline.Limit)
 	}
-	visFrom, visUpTo, err := rs.visibleRange(roomID, c.UserID)
+	v, err := rs.userViewer(roomID, c.UserID)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	rm, err := rs.room(roomID)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	visUpTo = min(visUpTo, rs.pos)
+	rm := v.rm
+	visFrom, visUpTo := v.from, min(v.upTo, rs.pos)
 	var from, to streamToken
 	if s := q.Get("from"); s != "" {
 		if from, err = parsePageToken(s); err != nil {
@@ -84,7 +82,7 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 			lo = max(lo, to.pos)
 		}
 	}
-	rows, err := rs.filteredRange(roomID, lo, hi, forward, limit+1, f.Room.Timeline)
+	rows, err := rs.visibleRows(v, lo, hi, forward, limit+1, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

@@ -166,42 +166,33 @@ func (rs *roomsModule) checkCanonicalAlias(roomID string, content json.RawMessag
 const historyStart int64 = math.MinInt64
 
 // visibleRange is the stream positions of a room's events the user may
-// read: (from, upTo]. Spec: client-server-api "History visibility".
-// NOTSPEC: visibility is judged by the user's current membership and the
-// current history_visibility, not event by event.
+// read at all, (from, upTo], or M_FORBIDDEN when the room is closed to
+// the user: a user with a membership (not forgotten) may read up to now
+// while joined and up to their leave or ban after one; anyone not banned
+// may read a room that is world readable now. Which events of the range
+// the user sees is decided event by event (visibility.go). An invited
+// user reads the room once joined, as Synapse does.
 func (rs *roomsModule) visibleRange(roomID, userID string) (from, upTo int64, err error) {
 	rm, err := rs.room(roomID)
 	if err != nil {
 		return 0, 0, err
 	}
-	vis := "shared"
-	if e := rm.state[auth.StateKey{Type: "m.room.history_visibility"}]; e != nil {
-		var hv struct {
-			V string `json:"history_visibility"`
-		}
-		if json.Unmarshal(e.Content(), &hv) == nil && hv.V != "" {
-			vis = hv.V
-		}
+	vis := visShared
+	if e := rm.state[auth.StateKey{Type: typeHistoryVisibility}]; e != nil {
+		vis = historyVisibility(e.Content())
 	}
 	m, ok := rs.members[roomID][userID]
-	if vis == "world_readable" && (!ok || m.Membership != auth.Ban) {
+	if vis == visWorldReadable && (!ok || m.Membership != auth.Ban) {
 		return historyStart, math.MaxInt64, nil
 	}
 	if !ok || m.Forgotten {
 		return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
 	}
-	from = historyStart
-	if vis == "joined" || vis == "invited" {
-		from = m.Pos - 1
-	}
 	switch m.Membership {
 	case auth.Join:
-		return from, math.MaxInt64, nil
+		return historyStart, math.MaxInt64, nil
 	case auth.Leave, auth.Ban:
-		if from == historyStart && vis != "shared" {
-			return 0, 0, Errorf(403, ErrCodeForbidden, "you are not in %s", roomID)
-		}
-		return from, m.Pos, nil
+		return historyStart, m.Pos, nil
 	}
 	return 0, 0, Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID)
 }
@@ -356,19 +347,38 @@ func (rs *roomsModule) checkRedactPower(roomID, userID, target string) error {
 // visibleEvent loads an event of a room that the user may read (never an
 // outlier: auth chain, fetched state and soft-failed events stay hidden).
 func (rs *roomsModule) visibleEvent(roomID, eventID, userID string) (store.EventRow, error) {
-	from, upTo, err := rs.visibleRange(roomID, userID)
+	v, err := rs.userViewer(roomID, userID)
 	if err != nil {
 		return store.EventRow{}, err
 	}
+	return rs.visibleEventFor(v, eventID)
+}
+
+// visibleEventFor is visibleEvent for a viewer.
+func (rs *roomsModule) visibleEventFor(v *viewer, eventID string) (store.EventRow, error) {
 	row, err := rs.st.Event(eventID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (row.RoomID != roomID || row.Outlier || row.Pos <= from || row.Pos > upTo)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (row.RoomID != v.rm.id || row.Outlier || row.Pos <= v.from || row.Pos > v.upTo)) {
 		return store.EventRow{}, Errorf(404, ErrCodeNotFound, "event %s not found", eventID)
 	}
-	return row, err
+	if err != nil {
+		return store.EventRow{}, err
+	}
+	if ok, err := v.allows(row); err != nil || !ok {
+		if err == nil {
+			err = Errorf(404, ErrCodeNotFound, "event %s not found", eventID)
+		}
+		return store.EventRow{}, err
+	}
+	return row, nil
 }
 
 func (rs *roomsModule) handleGetEvent(c *Call) {
-	row, err := rs.visibleEvent(c.Req.Vars["roomId"], c.Req.Vars["eventId"], c.UserID)
+	v, err := rs.userViewer(c.Req.Vars["roomId"], c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	row, err := rs.visibleEventFor(v, c.Req.Vars["eventId"])
 	if err != nil {
 		c.Fail(err)
 		return
@@ -385,7 +395,12 @@ func (rs *roomsModule) handleGetEvent(c *Call) {
 // pagination tokens around them and the room state at the last one.
 func (rs *roomsModule) handleContext(c *Call) {
 	roomID := c.Req.Vars["roomId"]
-	row, err := rs.visibleEvent(roomID, c.Req.Vars["eventId"], c.UserID)
+	v, err := rs.userViewer(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	row, err := rs.visibleEventFor(v, c.Req.Vars["eventId"])
 	if err != nil {
 		c.Fail(err)
 		return
@@ -401,18 +416,13 @@ func (rs *roomsModule) handleContext(c *Call) {
 		c.Fail(err)
 		return
 	}
-	from, upTo, _ := rs.visibleRange(roomID, c.UserID)
-	rm, err := rs.room(roomID)
+	rm := v.rm
+	before, err := rs.visibleRows(v, historyStart, row.Pos-1, false, limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	before, err := rs.filteredRange(roomID, from, row.Pos-1, false, limit/2, f.Room.Timeline)
-	if err != nil {
-		c.Fail(err)
-		return
-	}
-	after, err := rs.filteredRange(roomID, row.Pos, min(upTo, rm.lastPos), true, limit-limit/2, f.Room.Timeline)
+	after, err := rs.visibleRows(v, row.Pos, rm.lastPos, true, limit-limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

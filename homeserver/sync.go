@@ -372,15 +372,17 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 		limit = defaultTimelineLimit
 	}
 	limit = min(limit, maxTimelineLimit)
-	visFrom, _, err := rs.visibleRange(roomID, req.userID)
+	// Only the events the user may see (visibility.go): limited says
+	// whether more of those are left before the timeline.
+	v, err := rs.userViewer(roomID, req.userID)
 	if isForbidden(err) {
 		return timeline{Events: []*clientEvent{}}, stateList{Events: []*clientEvent{}}, nil
 	}
 	if err != nil {
 		return timeline{}, stateList{}, err
 	}
-	after = max(after, visFrom)
-	rows, err := rs.filteredRange(roomID, after, upTo, false, limit+1, f.Room.Timeline)
+	after = max(after, v.from)
+	rows, err := rs.visibleRows(v, after, upTo, false, limit+1, f.Room.Timeline)
 	if err != nil {
 		return timeline{}, stateList{}, err
 	}
