@@ -36,6 +36,7 @@ type clientUnsigned struct {
 	PrevContent     json.RawMessage `json:"prev_content,omitempty"`
 	ReplacesState   string          `json:"replaces_state,omitempty"`
 	RedactedBecause *clientEvent    `json:"redacted_because,omitempty"`
+	Relations       map[string]any  `json:"m.relations,omitempty"` // bundled aggregations (relations.go)
 }
 
 // eventView says who an event is formatted for.
@@ -52,8 +53,18 @@ type pduBody struct {
 	Redacts string          `json:"redacts"`
 }
 
-// clientEvent formats a stored event for a client.
+// clientEvent formats a stored event for a client, with its bundled
+// aggregations.
 func (rs *roomsModule) clientEvent(row store.EventRow, view eventView) (*clientEvent, error) {
+	evs, err := rs.clientEvents([]store.EventRow{row}, view)
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
+}
+
+// formatEvent formats a stored event for a client, without aggregations.
+func (rs *roomsModule) formatEvent(row store.EventRow, view eventView) (*clientEvent, error) {
 	raw := row.JSON
 	if row.RedactedBy != "" {
 		room, err := rs.st.Room(row.RoomID)
@@ -109,7 +120,7 @@ func (rs *roomsModule) clientEvent(row store.EventRow, view eventView) (*clientE
 	if row.RedactedBy != "" {
 		if red, err := rs.st.Event(row.RedactedBy); err == nil {
 			red.RedactedBy = "" // a redaction of the redaction is not shown here
-			if rc, err := rs.clientEvent(red, view); err == nil {
+			if rc, err := rs.formatEvent(red, view); err == nil {
 				ce.Unsigned.RedactedBecause = rc
 			}
 		}
@@ -117,15 +128,19 @@ func (rs *roomsModule) clientEvent(row store.EventRow, view eventView) (*clientE
 	return ce, nil
 }
 
-// clientEvents formats a list of stored events.
+// clientEvents formats a list of stored events, with their bundled
+// aggregations.
 func (rs *roomsModule) clientEvents(rows []store.EventRow, view eventView) ([]*clientEvent, error) {
 	out := make([]*clientEvent, 0, len(rows))
 	for _, r := range rows {
-		ce, err := rs.clientEvent(r, view)
+		ce, err := rs.formatEvent(r, view)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ce)
+	}
+	if err := rs.bundleRelations(rows, out, view); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

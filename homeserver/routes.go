@@ -11,4 +11,5 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	e2eeRoutes,
 	crossSigningRoutes, // cross-signing (e2ee_xsign.go); needs e2eeRoutes first
 	mediaRoutes,
+	relationRoutes, // relations, threads, search (relations.go); needs roomRoutes first
 }

@@ -74,7 +74,7 @@ func (t *RoomTx) InsertEvent(r EventRow, prevEvents []string) error {
 			return fmt.Errorf("store: insert edge %s→%s: %w", r.EventID, p, describe(err))
 		}
 	}
-	return nil
+	return t.indexEvent(r) // relations and search (relations.go, search.go)
 }
 
 // SetRedactedBy records that redaction redacts eventID.
@@ -83,7 +83,7 @@ func (t *RoomTx) SetRedactedBy(eventID, redaction string) error {
 	if err != nil {
 		return fmt.Errorf("store: redact %s: %w", eventID, describe(err))
 	}
-	return nil
+	return t.unindexEvent(eventID) // a redacted event relates to nothing and has no text
 }
 
 // SetForwardExtremities replaces a room's forward extremities.

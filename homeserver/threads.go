@@ -1,0 +1,107 @@
+package homeserver
+
+// GET /_matrix/client/v1/rooms/{roomId}/threads. Spec: client-server-api
+// "Threading", "Querying threads in a room": the room's thread roots,
+// ordered by the newest event of each thread (its latest_event), newest
+// first, each with its bundled aggregations. include=participated keeps
+// the threads the caller started or sent an event to. Only roots the
+// caller may see are listed, and a thread's activity after the caller
+// left does not count.
+//
+// Tokens: "s" POS (streamToken), POS one less than the newest event of
+// the last thread listed; the next page lists threads whose newest event
+// is at most POS.
+
+import (
+	"math"
+
+	"github.com/mxmesh/mxmesh/homeserver/store"
+)
+
+// Limits of GET /threads: default and largest page.
+const (
+	defaultThreadsLimit = 10
+	maxThreadsLimit     = 100
+)
+
+func (rs *roomsModule) handleThreads(c *Call) {
+	roomID := c.Req.Vars["roomId"]
+	q := c.Req.Query
+	var participant string
+	switch q.Get("include") {
+	case "", "all":
+	case "participated":
+		participant = c.UserID
+	default:
+		c.Fail(Errorf(400, ErrCodeInvalidParam, "include must be all or participated"))
+		return
+	}
+	limit, err := queryInt(c, "limit", defaultThreadsLimit)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	if limit <= 0 {
+		c.Fail(Errorf(400, ErrCodeInvalidParam, "limit must be greater than zero"))
+		return
+	}
+	limit = min(limit, maxThreadsLimit)
+	before := int64(math.MaxInt64)
+	if s := q.Get("from"); s != "" {
+		t, err := parsePageToken(s)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		before = t.pos
+	}
+	v, err := rs.readableBy(roomID, c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	var roots []store.ThreadRoot
+	batch := max(2*limit, 50)
+	for len(roots) <= limit {
+		page, err := rs.st.Threads(roomID, before, v.upTo, participant, batch)
+		if err != nil {
+			c.Fail(err)
+			return
+		}
+		for _, tr := range page {
+			ok, err := v.allows(tr.Root)
+			if err != nil {
+				c.Fail(err)
+				return
+			}
+			if ok {
+				roots = append(roots, tr)
+				if len(roots) > limit {
+					break
+				}
+			}
+		}
+		if len(page) < batch {
+			break
+		}
+		before = page[len(page)-1].Latest - 1
+	}
+	more := len(roots) > limit
+	if more {
+		roots = roots[:limit]
+	}
+	rows := make([]store.EventRow, len(roots))
+	for i, tr := range roots {
+		rows[i] = tr.Root
+	}
+	chunk, err := rs.clientEvents(rows, rs.viewFor(c, true))
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	resp := map[string]any{"chunk": chunk}
+	if more {
+		resp["next_batch"] = streamToken{pos: roots[len(roots)-1].Latest - 1}.String()
+	}
+	c.Reply(200, resp)
+}
