@@ -94,6 +94,15 @@
 // updates are applied, whether the events were made here or received over
 // federation. Typing, receipts and account data wake them too.
 //
+// History visibility (visibility.go) is judged event by event against
+// the state before each event, for users (/messages, /sync, /event,
+// /context, relations, search) and for other servers (events they may
+// not see are served redacted). Relations and the text of messages are
+// indexed as events are stored (store/relations.go, store/search.go):
+// relations.go serves /relations and the bundled aggregations in
+// unsigned, threads.go /threads, search.go /search. The space hierarchy
+// is room_hierarchy.go.
+//
 // # Federation
 //
 // Spec: server-server-api. The node reaches other servers only through
