@@ -239,37 +239,3 @@ func (rs *roomsModule) inlineFilter(c *Call, name string) (*syncFilter, error) {
 	f.Room.State = f.Room.Timeline
 	return f, nil
 }
-
-// filteredRange returns up to limit events of a room with after < pos ≤
-// upTo that pass the filter, newest first unless forward.
-func (rs *roomsModule) filteredRange(roomID string, after, upTo int64, forward bool, limit int, f roomEventFilter) ([]store.EventRow, error) {
-	if limit <= 0 || after >= upTo {
-		return nil, nil
-	}
-	var out []store.EventRow
-	batch := max(limit*2, 50)
-	for after < upTo {
-		rows, err := rs.st.RoomEventsRange(roomID, after, upTo, forward, batch)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			if f.allowsRow(r) {
-				out = append(out, r)
-				if len(out) == limit {
-					return out, nil
-				}
-			}
-		}
-		if len(rows) < batch {
-			break
-		}
-		last := rows[len(rows)-1].Pos
-		if forward {
-			after = last
-		} else {
-			upTo = last - 1
-		}
-	}
-	return out, nil
-}

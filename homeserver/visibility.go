@@ -337,9 +337,9 @@ func contentOf(raw []byte) json.RawMessage {
 	return p.Content
 }
 
-// visibleRows is filteredRange keeping only the events the viewer may
-// see: up to limit of them with after < pos ≤ upTo, newest first unless
-// forward.
+// visibleRows returns up to limit events of a room with after < pos ≤
+// upTo that pass the filter and that the viewer may see, newest first
+// unless forward.
 func (rs *roomsModule) visibleRows(v *viewer, after, upTo int64, forward bool, limit int, f roomEventFilter) ([]store.EventRow, error) {
 	after, upTo = max(after, v.from), min(upTo, v.upTo)
 	if limit <= 0 || after >= upTo {
