@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,9 @@ func (r *FederationRemote) send(dest string, req homeserver.OutboundRequest) (ho
 	var out homeserver.OutboundResponse
 	if resp != nil {
 		out = homeserver.OutboundResponse{Status: resp.Status, Body: resp.Body}
+		if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+			out.ContentType = ct
+		}
 	}
 	var fe *FederationError
 	if errors.As(err, &fe) {

@@ -337,6 +337,16 @@ func MeshResponse(m coap.Message) (homeserver.OutboundResponse, error) {
 
 // meshResponse is MeshResponse for a side that reads frames up to limit.
 func meshResponse(m coap.Message, limit codec.FrameOptions) (homeserver.OutboundResponse, error) {
+	// Media (a federation media answer) comes raw in its own format.
+	if cf, err := m.Options.ContentFormat(); err == nil && HTTPStatus(m.Code)/100 == 2 {
+		t, err := rawMediaType(cf, m.Options)
+		switch {
+		case err == nil:
+			return homeserver.OutboundResponse{Status: HTTPStatus(m.Code), Body: m.Payload, ContentType: t}, nil
+		case !errors.Is(err, errNotRaw):
+			return homeserver.OutboundResponse{}, fmt.Errorf("answer %v: %w", m.Code, err)
+		}
+	}
 	r, err := decodeAPIResponseLimit(m, limit)
 	if err != nil {
 		return homeserver.OutboundResponse{}, err

@@ -102,6 +102,9 @@ func (r memoryRemote) Do(dest string, req OutboundRequest, done func(OutboundRes
 					return
 				}
 				out := OutboundResponse{Status: resp.Status, Body: body}
+				if raw, ok := resp.Body.(*RawBody); ok {
+					out.ContentType = raw.Header["Content-Type"]
+				}
 				if resp.Status < 200 || resp.Status > 299 {
 					done(out, fmt.Errorf("memory network: %s %s%s: %w", req.Method, dest, req.URI, NewRemoteError(resp.Status, body)))
 					return

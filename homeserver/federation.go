@@ -30,6 +30,10 @@ type OutboundRequest struct {
 type OutboundResponse struct {
 	Status int
 	Body   []byte
+	// ContentType is the answer's media type with its parameters (HTTP
+	// Content-Type; over the mesh, the media type a raw CoAP answer names);
+	// "" for JSON, which every answer but media is.
+	ContentType string
 }
 
 // Remote carries a node's requests to other servers: HTTPS with X-Matrix

@@ -109,7 +109,7 @@ func (m *mediaRepo) fetchRemote(origin, id string, done func(store.Media, error)
 			return
 		}
 		max := m.n.cfg.Media.MaxUploadBytes
-		ctype, name, data, err := parseMediaMultipart(resp.Body, max)
+		ctype, name, data, err := parseMediaAnswer(resp, max)
 		if err != nil {
 			m.n.log.Info("media: bad remote answer", "origin", origin, "media_id", id, "err", err)
 			if errors.Is(err, errMediaTooLarge) {
@@ -145,15 +145,34 @@ var errMediaTooLarge = errors.New("media too large")
 // the media part's type, file name (from its Content-Disposition) and
 // bytes, at most max of them (errMediaTooLarge beyond).
 //
-// NOTSPEC: the boundary is taken from the body's first delimiter line
-// ("--BOUNDARY"), because the Remote seam passes no response headers. A
-// Location part (media elsewhere) is an error: following it needs a
-// plain HTTPS fetch the Remote does not offer.
+// The boundary is taken from the body's first delimiter line
+// ("--BOUNDARY"); parseMediaAnswer uses the answer's Content-Type when it
+// has one. NOTSPEC: a Location part (media elsewhere) is an error:
+// following it needs a plain HTTPS fetch the Remote does not offer.
 func parseMediaMultipart(body []byte, max int64) (ctype, name string, data []byte, err error) {
 	boundary, err := sniffBoundary(body)
 	if err != nil {
 		return "", "", nil, err
 	}
+	return parseMediaParts(body, boundary, max)
+}
+
+// parseMediaAnswer is parseMediaMultipart for a federation answer, with
+// the boundary its Content-Type names (multipart/mixed is required when
+// the answer says what it is).
+func parseMediaAnswer(resp OutboundResponse, max int64) (ctype, name string, data []byte, err error) {
+	if resp.ContentType == "" {
+		return parseMediaMultipart(resp.Body, max)
+	}
+	t, params, err := mime.ParseMediaType(resp.ContentType)
+	if err != nil || t != "multipart/mixed" || params["boundary"] == "" {
+		return "", "", nil, fmt.Errorf("media answer is %q, want multipart/mixed with a boundary", resp.ContentType)
+	}
+	return parseMediaParts(resp.Body, params["boundary"], max)
+}
+
+// parseMediaParts reads the two parts of a media answer.
+func parseMediaParts(body []byte, boundary string, max int64) (ctype, name string, data []byte, err error) {
 	r := multipart.NewReader(bytes.NewReader(body), boundary)
 	meta, err := r.NextRawPart()
 	if err != nil {
