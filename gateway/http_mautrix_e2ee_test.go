@@ -43,8 +43,8 @@ func signedDeviceKeys(t *testing.T, cli *mautrix.Client, seed uint64) *mautrix.D
 
 // TestMautrixKeysToDevicePresence drives the key, to-device and presence
 // endpoints with mautrix's request and response types over loopback.
-// (mautrix's olm machine itself needs a module this repository does not
-// carry, so the encryption layer is not exercised here.)
+// mautrix's Olm/Megolm machine itself runs against the server in
+// http_mautrix_olm_test.go (build tag goolm).
 func TestMautrixKeysToDevicePresence(t *testing.T) {
 	srv := startLive(t, t.TempDir(), "127.0.0.1:0")
 	ctx := context.Background()
