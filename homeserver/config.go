@@ -77,6 +77,8 @@ type Config struct {
 	Presence bool `yaml:"presence"`
 	// Media configures the content repository (media.go).
 	Media MediaConfig `yaml:"media"`
+	// UserDirectory configures the user directory search (user_directory.go).
+	UserDirectory UserDirectoryConfig `yaml:"user_directory"`
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
@@ -444,4 +446,9 @@ media:
   # Largest upload, and largest item fetched from another server, in bytes
   # (413 M_TOO_LARGE beyond). Uploads are also bounded by max_request_bytes.
   max_upload_bytes: {{.Media.MaxUploadBytes}}
+
+user_directory:
+  # true: the user directory finds every local user; false: only users
+  # sharing a room with the searcher or in a published room.
+  search_all_users: {{.UserDirectory.SearchAllUsers}}
 `))

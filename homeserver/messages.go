@@ -5,8 +5,9 @@ package homeserver
 // first) or f, from / to tokens (see streamToken), limit (default 10), a
 // RoomEventFilter, and lazy-loaded member state for the chunk's senders.
 // "end" is left out when there is nothing further in that direction.
-// Only the events the user may see are returned (visibility.go); the ones
-// skipped do not end a page early.
+// Only the events the user may see are returned (visibility.go), less
+// those of users the caller ignores (ignore.go); the ones skipped do not
+// end a page early.
 
 // maxMessagesLimit caps /messages' limit.
 const maxMessagesLimit = 1000
@@ -82,7 +83,12 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 			lo = max(lo, to.pos)
 		}
 	}
-	rows, err := rs.visibleRows(v, lo, hi, forward, limit+1, f.Room.Timeline)
+	ignored, err := rs.ignoredUsers(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	rows, err := rs.visibleRowsFor(v, ignored, lo, hi, forward, limit+1, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

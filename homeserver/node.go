@@ -38,6 +38,9 @@ type Options struct {
 	// NoiseKey is the node's Noise static public key (32 bytes), published
 	// in its server key response; nil leaves it out.
 	NoiseKey []byte
+	// Pusher carries push notifications to push gateways (pushers_send.go).
+	// Nil means none are sent.
+	Pusher Pusher
 }
 
 // Node is one homeserver: it owns all of its state and is driven from a
@@ -54,6 +57,7 @@ type Node struct {
 	loop   *Loop
 	remote Remote
 	noise  []byte
+	pusher Pusher
 	routes []compiledRoute
 	// intercepts lets one module serve part of another module's route
 	// (see Intercept).
@@ -95,6 +99,7 @@ func New(opts Options) (*Node, error) {
 		loop:     opts.Loop,
 		remote:   opts.Remote,
 		noise:    opts.NoiseKey,
+		pusher:   opts.Pusher,
 		sessions: map[string]session{},
 		nonces:   map[string]time.Time{},
 		pending:  map[uint64]*Call{},

@@ -12,8 +12,8 @@ package homeserver
 // paged like /messages (the same tokens), newest first unless dir=f, and
 // only the ones the caller may see are returned (visibility.go).
 //
-// Bundles: every event formatted by clientEvents gets unsigned
-// ["m.relations"] with
+// Bundles: every event formatted by clientEvents (unless its view sets
+// noBundles) gets unsigned["m.relations"] with
 //   - m.thread: {latest_event, count, current_user_participated};
 //   - m.replace: the most recent valid edit (same sender and type, not a
 //     state event, the original not an edit itself, m.new_content present
@@ -26,10 +26,15 @@ package homeserver
 // one indexed query when none of its events has children, at most three
 // when some do.
 //
-// NOTSPEC: ignored users are not left out of the aggregations (this
-// server does not act on m.ignored_user_list yet). Bundles are added on
-// every /sync timeline, not only limited ones. A thread whose newest
-// event the caller may not see gets no m.thread bundle.
+// Events of users the caller ignores (ignore.go) are left out of the
+// pages and of the bundles.
+//
+// /sync adds bundles to limited timelines and to those of an initial
+// sync, a new join or full_state, never to an incremental timeline
+// without a gap (sync.go, eventView.noBundles).
+//
+// NOTSPEC: a thread whose newest event the caller may not see, or whose
+// sender the caller ignores, gets no m.thread bundle.
 
 import (
 	"encoding/json"
@@ -178,9 +183,16 @@ func (rs *roomsModule) handleRelations(c *Call) {
 	}
 	rq := store.RelationsQuery{RoomID: roomID, Parent: parent, RelType: c.Req.Vars["relType"],
 		EventType: c.Req.Vars["eventType"], Depth: depth, Forward: forward}
-	rows, err := visiblePage(v, lo, hi, forward, limit+1, func(after, upTo int64, n int) ([]store.EventRow, error) {
-		rq.After, rq.UpTo, rq.Limit = after, upTo, n
-		return rs.st.Relations(rq)
+	ignored, err := rs.ignoredUsers(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	rows, err := withoutIgnored(ignored, lo, hi, forward, limit+1, func(from, to int64, n int) ([]store.EventRow, error) {
+		return visiblePage(v, from, to, forward, n, func(after, upTo int64, n int) ([]store.EventRow, error) {
+			rq.After, rq.UpTo, rq.Limit = after, upTo, n
+			return rs.st.Relations(rq)
+		})
 	})
 	if err != nil {
 		c.Fail(err)
@@ -288,6 +300,10 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 	if err != nil {
 		return err
 	}
+	ignored, err := rs.ignoredUsers(view.userID)
+	if err != nil {
+		return err
+	}
 	var roots, parents []string
 	var relTypes []string
 	for _, id := range ids {
@@ -320,7 +336,7 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 		var latest []store.EventRow
 		var of []string
 		for _, id := range roots {
-			if ts, ok := sums[id]; ok {
+			if ts, ok := sums[id]; ok && !hiddenByIgnore(ignored, ts.Latest) {
 				if ok, err := v.allows(ts.Latest); err != nil {
 					return err
 				} else if ok {
@@ -351,6 +367,9 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 		edits := map[string]store.EventRow{}
 		refs := map[string][]map[string]string{}
 		for _, ch := range children {
+			if hiddenByIgnore(ignored, ch.Event) {
+				continue
+			}
 			if ok, err := v.allows(ch.Event); err != nil {
 				return err
 			} else if !ok {

@@ -407,6 +407,7 @@ func (rs *roomsModule) write(f func(b *roomBatch) error) error {
 	for _, f := range b.woken {
 		f()
 	}
+	rs.pushCommitted(b.rooms)
 	if fr := fedRoomsOf(rs.n); fr != nil {
 		for _, o := range b.sent {
 			fr.broadcast(o.dests, o.ev)

@@ -44,6 +44,9 @@ type eventView struct {
 	userID, deviceID string
 	withRoomID       bool
 	now              int64 // ms since the epoch, for unsigned.age
+	// noBundles leaves out the bundled aggregations (incremental,
+	// non-limited /sync timelines: sync.go).
+	noBundles bool
 }
 
 // pduBody is the part of a stored PDU the client format needs that the
@@ -129,7 +132,7 @@ func (rs *roomsModule) formatEvent(row store.EventRow, view eventView) (*clientE
 }
 
 // clientEvents formats a list of stored events, with their bundled
-// aggregations.
+// aggregations unless view.noBundles.
 func (rs *roomsModule) clientEvents(rows []store.EventRow, view eventView) ([]*clientEvent, error) {
 	out := make([]*clientEvent, 0, len(rows))
 	for _, r := range rows {
@@ -138,6 +141,9 @@ func (rs *roomsModule) clientEvents(rows []store.EventRow, view eventView) ([]*c
 			return nil, err
 		}
 		out = append(out, ce)
+	}
+	if view.noBundles {
+		return out, nil
 	}
 	if err := rs.bundleRelations(rows, out, view); err != nil {
 		return nil, err

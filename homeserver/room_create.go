@@ -45,6 +45,10 @@ type createRoomRequest struct {
 	Preset                    string                     `json:"preset"`
 	IsDirect                  bool                       `json:"is_direct"`
 	PowerLevelContentOverride map[string]json.RawMessage `json:"power_level_content_override"`
+
+	// tail: events sent after all the others (a room upgrade restores the
+	// copied power levels with it, room_upgrade.go). Not part of the API.
+	tail []eventSpec
 }
 
 type initialStateEvent struct {
@@ -219,11 +223,17 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (roomID
 		specs = append(specs, eventSpec{Type: "m.room.canonical_alias", StateKey: strPtr(""),
 			Content: mustJSON(map[string]string{"alias": alias})})
 	}
-	specs = append(specs,
-		eventSpec{Type: auth.TypeJoinRules, StateKey: strPtr(""), Content: mustJSON(map[string]string{"join_rule": joinRule})},
-		eventSpec{Type: "m.room.history_visibility", StateKey: strPtr(""), Content: mustJSON(map[string]string{"history_visibility": "shared"})},
-		eventSpec{Type: "m.room.guest_access", StateKey: strPtr(""), Content: mustJSON(map[string]string{"guest_access": guest})},
-	)
+	// The preset's events, but for those initial_state sets itself (it
+	// takes precedence over the preset: client-server-api "Creation").
+	for _, ps := range []eventSpec{
+		{Type: auth.TypeJoinRules, StateKey: strPtr(""), Content: mustJSON(map[string]string{"join_rule": joinRule})},
+		{Type: "m.room.history_visibility", StateKey: strPtr(""), Content: mustJSON(map[string]string{"history_visibility": "shared"})},
+		{Type: "m.room.guest_access", StateKey: strPtr(""), Content: mustJSON(map[string]string{"guest_access": guest})},
+	} {
+		if !slices.ContainsFunc(req.InitialState, func(is initialStateEvent) bool { return is.Type == ps.Type && is.StateKey == "" }) {
+			specs = append(specs, ps)
+		}
+	}
 	for _, is := range req.InitialState {
 		if is.Type == "" {
 			return "", nil, Errorf(400, ErrCodeInvalidRoomState, "initial_state event without a type")
@@ -257,6 +267,8 @@ func (rs *roomsModule) createRoom(creator string, req createRoomRequest) (roomID
 		}
 		specs = append(specs, eventSpec{Type: auth.TypeMember, StateKey: strPtr(u), Content: memberContent(auth.Invite, ip, "", req.IsDirect)})
 	}
+
+	specs = append(specs, req.tail...)
 
 	rm := &roomCache{version: v, state: auth.State{}, stateIDs: store.StateMap{}}
 	if !v.RoomIDFromCreate {

@@ -12,4 +12,10 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	crossSigningRoutes, // cross-signing (e2ee_xsign.go); needs e2eeRoutes first
 	mediaRoutes,
 	relationRoutes, // relations, threads, search (relations.go); needs roomRoutes first
+	userRoutes,     // user directory, content reports (user_directory.go, report.go); needs roomRoutes first
+	// server-side key backups, /room_keys (keybackup.go)
+	keyBackupRoutes,
+	pusherRoutes, // pushers and push notifications (pushers.go, pushers_send.go)
+	// room upgrades (room_upgrade.go), jump to date (timestamp.go); needs roomRoutes first
+	roomUpgradeRoutes,
 }

@@ -5,7 +5,9 @@ package homeserver
 // filters (timeline limit, limited + prev_batch, lazy_load_members,
 // include_leave), the join / invite / leave sections, state deltas,
 // ephemeral events (m.typing, m.receipt), account data and
-// unread_notifications.
+// unread_notifications. Events and invites from users the syncing user
+// ignores are left out (ignore.go); bundled aggregations ride only on
+// limited timelines and on those that start a history (syncTimeline).
 //
 // A long poll is a waiter inside the node loop: when the response would be
 // empty, the call stays open; a change touching the user (an event in one
@@ -36,6 +38,9 @@ type syncRequest struct {
 	fullState        bool
 	filter           *syncFilter
 	timeout          time.Duration
+	// ignored: the users the user ignores (ignore.go), read afresh by
+	// every buildSync.
+	ignored map[string]bool
 }
 
 type syncWaiter struct {
@@ -255,6 +260,10 @@ func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) 
 	}
 	f := req.filter
 	empty := true
+	var err error
+	if req.ignored, err = rs.ignoredUsers(req.userID); err != nil {
+		return nil, false, err
+	}
 
 	// Account data, global and per room.
 	var ad []store.AccountData
@@ -323,6 +332,11 @@ func (rs *roomsModule) buildSync(req *syncRequest) (*syncResponse, bool, error) 
 			if !changed {
 				continue
 			}
+			if hide, err := rs.inviteFromIgnored(req.ignored, m); err != nil {
+				return nil, false, err
+			} else if hide {
+				continue // Spec: "Servers must not send room invites from ignored users"
+			}
 			ir, err := rs.syncInvited(roomID, m)
 			if err != nil {
 				return nil, false, err
@@ -372,8 +386,9 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 		limit = defaultTimelineLimit
 	}
 	limit = min(limit, maxTimelineLimit)
-	// Only the events the user may see (visibility.go): limited says
-	// whether more of those are left before the timeline.
+	// Only the events the user may see (visibility.go) and does not
+	// ignore (ignore.go): limited says whether more of those are left
+	// before the timeline.
 	v, err := rs.userViewer(roomID, req.userID)
 	if isForbidden(err) {
 		return timeline{Events: []*clientEvent{}}, stateList{Events: []*clientEvent{}}, nil
@@ -382,7 +397,7 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 		return timeline{}, stateList{}, err
 	}
 	after = max(after, v.from)
-	rows, err := rs.visibleRows(v, after, upTo, false, limit+1, f.Room.Timeline)
+	rows, err := rs.visibleRowsFor(v, req.ignored, after, upTo, false, limit+1, f.Room.Timeline)
 	if err != nil {
 		return timeline{}, stateList{}, err
 	}
@@ -399,7 +414,15 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 	if len(rows) > 0 {
 		tl.PrevBatch = streamToken{pos: rows[0].Pos - 1}.String()
 	}
-	if tl.Events, err = rs.clientEvents(rows, view); err != nil {
+	// Bundled aggregations ride only on limited timelines and on those
+	// that start a history (initial sync, a new join, full_state).
+	// Spec: client-server-api "Aggregations of child events" lists /sync
+	// "when the relevant section has a limited value of true". A
+	// timeline without a gap carries the children themselves after what
+	// the client already holds, so bundles would only repeat them.
+	tlView := view
+	tlView.noBundles = req.since != nil && !full && !tl.Limited
+	if tl.Events, err = rs.clientEvents(rows, tlView); err != nil {
 		return timeline{}, stateList{}, err
 	}
 
@@ -666,6 +689,7 @@ type unreadKey struct{ roomID, userID string }
 
 // unreadCounts counts the events after the user's read receipt that the
 // user's push rules notify for (and, of those, the ones that highlight),
+// leaving out those of users the user ignores (ignore.go),
 // incrementally: each call only looks at the events since the previous
 // one. A new receipt or membership drops the cached state.
 // NOTSPEC: conditions are evaluated against the room's current state (member
@@ -707,8 +731,12 @@ func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCou
 		return unreadCounts{}, err
 	}
 	pc := rs.pushContextFor(rm, userID)
+	ignored, err := rs.ignoredUsers(userID)
+	if err != nil {
+		return unreadCounts{}, err
+	}
 	for _, r := range rows {
-		if r.Sender == userID || r.RedactedBy != "" {
+		if r.Sender == userID || r.RedactedBy != "" || hiddenByIgnore(ignored, r) {
 			continue
 		}
 		var ev map[string]any

@@ -5,8 +5,9 @@ package homeserver
 // ordered by the newest event of each thread (its latest_event), newest
 // first, each with its bundled aggregations. include=participated keeps
 // the threads the caller started or sent an event to. Only roots the
-// caller may see are listed, and a thread's activity after the caller
-// left does not count.
+// caller may see are listed, less those of users the caller ignores
+// (ignore.go), and a thread's activity after the caller left does not
+// count.
 //
 // Tokens: "s" POS (streamToken), POS one less than the newest event of
 // the last thread listed; the next page lists threads whose newest event
@@ -60,6 +61,11 @@ func (rs *roomsModule) handleThreads(c *Call) {
 		c.Fail(err)
 		return
 	}
+	ignored, err := rs.ignoredUsers(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
 	var roots []store.ThreadRoot
 	batch := max(2*limit, 50)
 	for len(roots) <= limit {
@@ -69,6 +75,9 @@ func (rs *roomsModule) handleThreads(c *Call) {
 			return
 		}
 		for _, tr := range page {
+			if hiddenByIgnore(ignored, tr.Root) {
+				continue
+			}
 			ok, err := v.allows(tr.Root)
 			if err != nil {
 				c.Fail(err)

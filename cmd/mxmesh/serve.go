@@ -144,8 +144,15 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 	} else {
 		log.Info("no Noise key to publish in the server key response", "err", err)
 	}
+	// Push notifications go to the push gateways of users' pushers.
+	pusher, err := gateway.NewPushClient(gateway.PushClientConfig{Post: loop.Post, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer pusher.Close()
 	node, err := homeserver.New(homeserver.Options{Config: cfg, Store: st, SigningKey: key,
-		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop, Remote: chooser, NoiseKey: noisePub})
+		Clock: clock.Real(), RNG: clock.SystemRNG(), Logger: log, Loop: loop, Remote: chooser, NoiseKey: noisePub,
+		Pusher: pusher})
 	if err != nil {
 		return err
 	}
