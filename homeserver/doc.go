@@ -207,7 +207,18 @@
 // (cross-signing keys and signatures), todevice.go and presence.go serve
 // the key management and per-device streams of client-server-api
 // "End-to-End Encryption", locally and over federation; each file's
-// comment gives its protocol. media*.go is the content repository
-// (uploads, downloads, thumbnails, remote media over federation), the one
-// place whose bytes live in files beside the database (DIR/media/).
+// comment gives its protocol; keybackup.go is server-side key backup
+// (/room_keys). media*.go is the content repository (uploads, downloads,
+// thumbnails, remote media over federation), the one place whose bytes
+// live in files beside the database (DIR/media/).
+//
+// # Other client modules
+//
+// pushers.go and pushers_send.go: pushers and notifications to push
+// gateways, evaluated when a write batch commits and sent through the
+// Pusher seam (Options.Pusher; like Remote, its answers complete inside
+// the loop; gateway.PushClient in real mode). user_directory.go (user
+// search), ignore.go (m.ignored_user_list), report.go (event and room
+// reports), room_upgrade.go (tombstones and predecessors) and timestamp.go
+// (timestamp_to_event, client and federation) each give their protocol.
 package homeserver
