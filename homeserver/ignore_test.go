@@ -149,3 +149,43 @@ func TestFedIgnoredInvite(t *testing.T) {
 		t.Fatalf("bob does not see carol's invite: %v", s.Rooms.Invite)
 	}
 }
+
+// /event, /context and /search keep an ignored user's events from the
+// ignoring user too.
+func TestIgnoredUsersEventContextSearch(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	carol, ct, _ := tn.register("carol", "pw-carol-1")
+	roomID := tn.createRoom(at, map[string]any{"preset": "public_chat"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, nil))
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), ct, nil))
+	a1 := tn.send(at, roomID, "a1", "walnut before")
+	c1 := tn.send(ct, roomID, "c1", "walnut spam")
+	tn.send(at, roomID, "a2", "walnut after")
+	tn.ignore(bt, bob, carol)
+
+	if r := tn.do("GET", cs+"/rooms/"+esc(roomID)+"/event/"+esc(c1), bt, nil); r.Status != 404 {
+		t.Fatalf("ignored user's event: %d %s", r.Status, r.Raw)
+	}
+	ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/event/"+esc(c1), at, nil))
+	if r := tn.do("GET", cs+"/rooms/"+esc(roomID)+"/context/"+esc(c1), bt, nil); r.Status != 404 {
+		t.Fatalf("context around an ignored user's event: %d %s", r.Status, r.Raw)
+	}
+	r := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/context/"+esc(a1)+"?limit=10", bt, nil))
+	if after, _ := r.Body["events_after"].([]any); len(after) != 1 {
+		t.Fatalf("context after %s: %s", a1, r.Raw)
+	}
+	search := func(token string) int {
+		r := ok(t, tn.do("POST", cs+"/search", token, map[string]any{"search_categories": map[string]any{
+			"room_events": map[string]any{"search_term": "walnut"}}}))
+		rooms, _ := r.Body["search_categories"].(map[string]any)["room_events"].(map[string]any)["results"].([]any)
+		return len(rooms)
+	}
+	if n := search(bt); n != 2 {
+		t.Fatalf("bob's search found %d, want alice's 2", n)
+	}
+	if n := search(at); n != 3 {
+		t.Fatalf("alice's search found %d, want 3", n)
+	}
+}

@@ -372,13 +372,31 @@ func (rs *roomsModule) visibleEventFor(v *viewer, eventID string) (store.EventRo
 	return row, nil
 }
 
+// unignoredEvent is visibleEventFor, also 404 for an event of a user the
+// caller ignores (client-server-api "Ignoring Users"); ignored is the
+// caller's list.
+func (rs *roomsModule) unignoredEvent(v *viewer, userID, eventID string) (store.EventRow, map[string]bool, error) {
+	row, err := rs.visibleEventFor(v, eventID)
+	if err != nil {
+		return store.EventRow{}, nil, err
+	}
+	ignored, err := rs.ignoredUsers(userID)
+	if err != nil {
+		return store.EventRow{}, nil, err
+	}
+	if hiddenByIgnore(ignored, row) {
+		return store.EventRow{}, nil, Errorf(404, ErrCodeNotFound, "event %s not found", eventID)
+	}
+	return row, ignored, nil
+}
+
 func (rs *roomsModule) handleGetEvent(c *Call) {
 	v, err := rs.userViewer(c.Req.Vars["roomId"], c.UserID)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	row, err := rs.visibleEventFor(v, c.Req.Vars["eventId"])
+	row, _, err := rs.unignoredEvent(v, c.UserID, c.Req.Vars["eventId"])
 	if err != nil {
 		c.Fail(err)
 		return
@@ -400,7 +418,7 @@ func (rs *roomsModule) handleContext(c *Call) {
 		c.Fail(err)
 		return
 	}
-	row, err := rs.visibleEventFor(v, c.Req.Vars["eventId"])
+	row, ignored, err := rs.unignoredEvent(v, c.UserID, c.Req.Vars["eventId"])
 	if err != nil {
 		c.Fail(err)
 		return
@@ -417,12 +435,12 @@ func (rs *roomsModule) handleContext(c *Call) {
 		return
 	}
 	rm := v.rm
-	before, err := rs.visibleRows(v, historyStart, row.Pos-1, false, limit/2, f.Room.Timeline)
+	before, err := rs.visibleRowsFor(v, ignored, historyStart, row.Pos-1, false, limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	after, err := rs.visibleRows(v, row.Pos, rm.lastPos, true, limit-limit/2, f.Room.Timeline)
+	after, err := rs.visibleRowsFor(v, ignored, row.Pos, rm.lastPos, true, limit-limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

@@ -164,7 +164,11 @@ func (rs *roomsModule) searchRoomEvents(c *Call, crit *roomEventsCriteria) (map[
 		q.Rooms = append(q.Rooms, store.SearchRange{RoomID: roomID, After: v.from, UpTo: v.upTo})
 	}
 
-	hits, next, err := rs.searchPage(q, limit, viewers, &crit.Filter)
+	ignored, err := rs.ignoredUsers(c.UserID)
+	if err != nil {
+		return nil, err
+	}
+	hits, next, err := rs.searchPage(q, limit, viewers, ignored, &crit.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +255,7 @@ func (rs *roomsModule) searchRoomEvents(c *Call, crit *roomEventsCriteria) (map[
 // searchPage reads matches in the query's order, keeping the ones the
 // filter lets through and the caller may see, until limit are found. next
 // is the token of the following page ("" when there is none).
-func (rs *roomsModule) searchPage(q store.SearchQuery, limit int, viewers map[string]*viewer,
+func (rs *roomsModule) searchPage(q store.SearchQuery, limit int, viewers map[string]*viewer, ignored map[string]bool,
 	f *roomEventFilter) (out []store.SearchHit, next string, err error) {
 	batch := max(2*limit, 50)
 	scanned := 0
@@ -263,7 +267,7 @@ func (rs *roomsModule) searchPage(q store.SearchQuery, limit int, viewers map[st
 		}
 		for i, h := range hits {
 			v := viewers[h.Event.RoomID]
-			if v == nil || !f.allowsRow(h.Event) {
+			if v == nil || !f.allowsRow(h.Event) || hiddenByIgnore(ignored, h.Event) {
 				continue
 			}
 			ok, err := v.allows(h.Event)
