@@ -76,6 +76,7 @@ type pushNote struct {
 	content                      json.RawMessage
 	senderName, roomName, alias  string
 	userIsTarget, highlight      bool
+	sound                        string // the sound tweak, "" for none
 }
 
 // pushQueue is the queue of one pusher.
@@ -178,7 +179,7 @@ func (pm *pushersModule) roomEvents(rs *roomsModule, roomID string, from, upTo i
 				continue
 			}
 			note := pushNote{roomID: roomID, eventID: r.EventID, typ: r.Type, sender: r.Sender,
-				userIsTarget: target, highlight: o.highlight}
+				userIsTarget: target, highlight: o.highlight, sound: o.sound}
 			note.content, _ = json.Marshal(ev["content"])
 			note.senderName, note.roomName, note.alias = roomNames(rm, r.Sender)
 			for _, p := range pushers {
@@ -365,17 +366,23 @@ func (pm *pushersModule) notifyBody(p store.Pusher, note pushNote) ([]byte, erro
 	}
 	format, _ := data["format"].(string)
 	delete(data, "url")
-	// NOTSPEC: tweaks carry only highlight. evalPushRules reports whether
-	// the matching rule notifies and highlights, not its other set_tweak
-	// actions (sound), so those are not passed on yet. prio is always
-	// "high" (the gateway's default).
+	// The matching rule's tweaks; prio is high when the device should
+	// wake (a sound, a highlight, or an encrypted event whose content the
+	// server cannot judge), low otherwise (push-gateway-api "prio").
 	tweaks := map[string]any{}
 	if note.highlight {
 		tweaks["highlight"] = true
 	}
+	if note.sound != "" {
+		tweaks["sound"] = note.sound
+	}
+	prio := "low"
+	if note.highlight || note.sound != "" || note.typ == "m.room.encrypted" {
+		prio = "high"
+	}
 	device := map[string]any{"app_id": p.AppID, "pushkey": p.PushKey, "pushkey_ts": p.PushKeyTS / 1000,
 		"data": data, "tweaks": tweaks}
-	notif := map[string]any{"event_id": note.eventID, "room_id": note.roomID, "prio": "high",
+	notif := map[string]any{"event_id": note.eventID, "room_id": note.roomID, "prio": prio,
 		"devices": []any{device}}
 	unread, err := pm.unreadTotal(p.UserID)
 	if err != nil {

@@ -164,6 +164,11 @@ func TestPushNotifiesOtherMembers(t *testing.T) {
 		data["url"] != nil || data["extra"] != 1.0 || dev["tweaks"] == nil {
 		t.Fatalf("device: %v", dev)
 	}
+	// A one-to-one room's rule carries the default sound, which wakes the
+	// device (prio high).
+	if tw, _ := dev["tweaks"].(map[string]any); tw["sound"] != "default" {
+		t.Fatalf("tweaks %v, want the rule's sound", tw)
+	}
 	// The count follows sync's: a second message makes it 2; a mention
 	// highlights.
 	mp.Sent = nil
@@ -337,5 +342,35 @@ func TestPushGivesUpAfterMaxAttempts(t *testing.T) {
 	tn.send(atok, room, "t2", "two")
 	if mp.Run() != 1 {
 		t.Fatal("no notification after giving up on the previous one")
+	}
+}
+
+// In a group room the default message rule notifies without a sound: the
+// notification goes at low priority; a mention is high.
+func TestPushPriority(t *testing.T) {
+	tn := newTestNode(t, nil)
+	mp := &MemoryPusher{}
+	tn.pusher = mp
+	_, atok, _ := tn.register("alice", "pw")
+	bob, btok, _ := tn.register("bob", "pw")
+	_, ctok, _ := tn.register("carol", "pw")
+	room := tn.createRoom(atok, map[string]any{"preset": "public_chat"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(room), btok, map[string]any{}))
+	ok(t, tn.do("POST", cs+"/join/"+esc(room), ctok, map[string]any{}))
+	ok(t, tn.do("POST", cs+"/pushers/set", btok, setPusher("app.bob", "bobkey", testPushURL)))
+	tn.send(atok, room, "g1", "hello all")
+	mp.Run()
+	notes := pushNotes(t, mp)
+	if len(notes) != 1 || notes[0]["prio"] != "low" {
+		t.Fatalf("group message: %v", notes)
+	}
+	if tw := notes[0]["devices"].([]any)[0].(map[string]any)["tweaks"].(map[string]any); len(tw) != 0 {
+		t.Fatalf("group message tweaks %v, want none", tw)
+	}
+	mp.Sent = nil
+	tn.send(atok, room, "g2", "bob: look")
+	mp.Run()
+	if notes := pushNotes(t, mp); len(notes) != 1 || notes[0]["prio"] != "high" {
+		t.Fatalf("mention: %v (bob is %s)", notes, bob)
 	}
 }

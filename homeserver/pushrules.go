@@ -355,8 +355,12 @@ type pushContext struct {
 	notifyLevels map[string]int64 // power_levels.notifications
 }
 
-// pushOutcome is what the first matching rule's actions say.
-type pushOutcome struct{ notify, highlight bool }
+// pushOutcome is what the first matching rule's actions say: notify, the
+// highlight tweak, and the sound tweak ("" for none).
+type pushOutcome struct {
+	notify, highlight bool
+	sound             string
+}
 
 // evalPushRules runs the rules over an event (its JSON as decoded into
 // ev) and returns the outcome of the first enabled rule that matches.
@@ -417,14 +421,24 @@ func actionsOutcome(actions []json.RawMessage) pushOutcome {
 			continue
 		}
 		var tw struct {
-			SetTweak string `json:"set_tweak"`
-			Value    *bool  `json:"value"`
+			SetTweak string          `json:"set_tweak"`
+			Value    json.RawMessage `json:"value"`
 		}
-		if json.Unmarshal(a, &tw) == nil && tw.SetTweak == "highlight" {
-			o.highlight = tw.Value == nil || *tw.Value
+		if json.Unmarshal(a, &tw) != nil {
+			continue
+		}
+		switch tw.SetTweak {
+		case "highlight":
+			var b bool
+			o.highlight = len(tw.Value) == 0 || (json.Unmarshal(tw.Value, &b) == nil && b)
+		case "sound":
+			_ = json.Unmarshal(tw.Value, &o.sound)
 		}
 	}
 	o.highlight = o.highlight && o.notify
+	if !o.notify {
+		o.sound = ""
+	}
 	return o
 }
 
