@@ -342,3 +342,30 @@ func TestFedRelations(t *testing.T) {
 		t.Fatalf("c.test after backfill: relations %v, want [%s]", got, reply)
 	}
 }
+
+// A second identical reaction by the same user is refused, another key or
+// user is fine, and a redacted reaction may be sent again; a thread may
+// not start from an event that has a relation.
+func TestSentRelationChecks(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	_, bt, _ := tn.register("bob", "pw-bob-123")
+	roomID := tn.createRoom(at, map[string]any{"preset": "public_chat"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, nil))
+	root := tn.send(at, roomID, "r", "root")
+	react := func(tok, txn, key string) testResp {
+		return tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.reaction/"+txn, tok,
+			map[string]any{"m.relates_to": map[string]any{"rel_type": "m.annotation", "event_id": root, "key": key}})
+	}
+	first := ok(t, react(at, "x1", "👍")).str("event_id")
+	wantErr(t, react(at, "x2", "👍"), 400, ErrCodeDuplicateAnnotation)
+	ok(t, react(at, "x3", "🎉"))
+	ok(t, react(bt, "x4", "👍"))
+	ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/redact/"+esc(first)+"/rd", at, map[string]any{}))
+	ok(t, react(at, "x5", "👍"))
+
+	reply := ok(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.room.message/t1", bt, map[string]any{"msgtype": "m.text", "body": "in thread",
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})).str("event_id")
+	wantErr(t, tn.do("PUT", cs+"/rooms/"+esc(roomID)+"/send/m.room.message/t2", bt, map[string]any{"msgtype": "m.text", "body": "nested",
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": reply}}), 400, ErrCodeUnknown)
+}

@@ -66,6 +66,10 @@ func (rs *roomsModule) handleSend(c *Call) {
 		c.Fail(Errorf(403, ErrCodeForbidden, "you are not joined to %s", roomID))
 		return
 	}
+	if err := rs.checkSentRelation(c.UserID, content); err != nil {
+		c.Fail(err)
+		return
+	}
 	spec := eventSpec{Type: typ, Sender: c.UserID, Content: content, TxnDevice: c.DeviceID, TxnID: txn}
 	if typ == auth.TypeRedaction {
 		var rc struct {

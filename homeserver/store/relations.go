@@ -11,7 +11,9 @@ package store
 // visible without touching this table.
 
 import (
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -374,4 +376,35 @@ func (s *Store) Threads(roomID string, before, upTo int64, participant string, l
 		return nil, fmt.Errorf("store: threads of %s: %w", roomID, describe(err))
 	}
 	return out, nil
+}
+
+// HasAnnotation reports whether sender already annotated parent with key
+// (an m.annotation relation in the timeline, not redacted).
+func (s *Store) HasAnnotation(parent, sender, key string) (bool, error) {
+	var one int
+	err := s.DB.QueryRow(`SELECT 1 FROM event_relations r JOIN events e ON e.event_id = r.event_id
+		WHERE r.relates_to = ? AND r.rel_type = 'm.annotation' AND e.sender = ? AND e.outlier = FALSE
+		AND e.redacted_by IS NULL AND json_extract(e.json, '$.content."m.relates_to".key') = ? LIMIT 1`,
+		parent, sender, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: annotations of %s: %w", parent, describe(err))
+	}
+	return true, nil
+}
+
+// IsRelationChild reports whether an event relates to another (it has an
+// indexed m.relates_to with a rel_type).
+func (s *Store) IsRelationChild(eventID string) (bool, error) {
+	var one int
+	err := s.DB.QueryRow(`SELECT 1 FROM event_relations WHERE event_id = ?`, eventID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: relation of %s: %w", eventID, describe(err))
+	}
+	return true, nil
 }
