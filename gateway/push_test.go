@@ -3,9 +3,11 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -47,7 +49,8 @@ func TestPushClient(t *testing.T) {
 	defer srv.Close()
 	posted := make(chan func(), 1)
 	post := func(f func()) error { posted <- f; return nil }
-	c, err := NewPushClient(PushClientConfig{Post: post, HTTPClient: srv.Client()})
+	// The test gateway is on loopback, which only AllowPrivate reaches.
+	c, err := NewPushClient(PushClientConfig{Post: post, HTTPClient: srv.Client(), AllowPrivate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +77,24 @@ func TestPushClient(t *testing.T) {
 		t.Fatalf("redirect: %d %v, %d requests", a.status, a.err, len(seen)-n)
 	}
 
+	// By default a gateway at a loopback address is refused when
+	// connecting (its name or address is chosen by users), and nothing
+	// reaches it.
+	guarded, err := NewPushClient(PushClientConfig{Post: post, HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer guarded.Close()
+	n = len(seen)
+	if a := pushOnce(t, guarded, posted, srv.URL+"/_matrix/push/v1/notify", body); !errors.Is(a.err, errPushAddress) || len(seen) != n {
+		t.Fatalf("loopback gateway: %d %v, %d requests", a.status, a.err, len(seen)-n)
+	}
+	localhost := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	if a := pushOnce(t, guarded, posted, localhost+"/_matrix/push/v1/notify", body); !errors.Is(a.err, errPushAddress) {
+		t.Fatalf("a name resolving to loopback: %d %v", a.status, a.err)
+	}
 	// Without the test server's root the certificate is not trusted.
-	strict, err := NewPushClient(PushClientConfig{Post: post})
+	strict, err := NewPushClient(PushClientConfig{Post: post, AllowPrivate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,5 +109,18 @@ func TestPushClient(t *testing.T) {
 	}
 	if _, err := NewPushClient(PushClientConfig{}); err == nil {
 		t.Fatal("client without Post")
+	}
+}
+
+func TestPushPublicAddr(t *testing.T) {
+	for s, want := range map[string]bool{
+		"8.8.8.8": true, "2a00:1450::1": true, "93.184.216.34": true,
+		"127.0.0.1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false, "169.254.169.254": false,
+		"100.64.0.1": false, "0.0.0.0": false, "::1": false, "fc00::1": false, "fe80::1": false, "::ffff:127.0.0.1": false,
+		"224.0.0.1": false, "240.0.0.1": false, "198.18.0.1": false,
+	} {
+		if got := publicAddr(netip.MustParseAddr(s)); got != want {
+			t.Errorf("publicAddr(%s) = %v, want %v", s, got, want)
+		}
 	}
 }

@@ -79,6 +79,8 @@ type Config struct {
 	Media MediaConfig `yaml:"media"`
 	// UserDirectory configures the user directory search (user_directory.go).
 	UserDirectory UserDirectoryConfig `yaml:"user_directory"`
+	// Push configures notifications to push gateways (pushers.go).
+	Push PushConfig `yaml:"push"`
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
@@ -105,6 +107,16 @@ func (k KeyNotary) Keys() (map[string]ed25519.PublicKey, error) {
 		out[id] = raw
 	}
 	return out, nil
+}
+
+// PushConfig configures how the node reaches push gateways.
+type PushConfig struct {
+	// AllowPrivateAddresses lets notifications go to push gateways at
+	// loopback, private, link-local and other non-public addresses. A
+	// pusher's URL is chosen by any user, so by default those addresses
+	// are refused when connecting (after DNS), and the node cannot be made
+	// to post to services on its own network.
+	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
 }
 
 // RegistrationConfig controls account creation.
@@ -444,8 +456,14 @@ presence: {{.Presence}}
 
 media:
   # Largest upload, and largest item fetched from another server, in bytes
-  # (413 M_TOO_LARGE beyond). Uploads are also bounded by max_request_bytes.
+  # (413 M_TOO_LARGE beyond); uploads are bounded by this, not max_request_bytes.
   max_upload_bytes: {{.Media.MaxUploadBytes}}
+
+push:
+  # Let notifications go to push gateways at loopback or private addresses
+  # (a pusher's URL is chosen by users; keep false unless the gateway is on
+  # your own network).
+  allow_private_addresses: {{.Push.AllowPrivateAddresses}}
 
 user_directory:
   # true: the user directory finds every local user; false: only users

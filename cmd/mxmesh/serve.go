@@ -145,7 +145,8 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 		log.Info("no Noise key to publish in the server key response", "err", err)
 	}
 	// Push notifications go to the push gateways of users' pushers.
-	pusher, err := gateway.NewPushClient(gateway.PushClientConfig{Post: loop.Post, Logger: log})
+	pusher, err := gateway.NewPushClient(gateway.PushClientConfig{Post: loop.Post, Logger: log,
+		AllowPrivate: cfg.Push.AllowPrivateAddresses})
 	if err != nil {
 		return err
 	}
