@@ -7,6 +7,17 @@
 // corrupts), and BEGIN IMMEDIATE transactions. The node loop is the one
 // writer and holds a single connection.
 //
+// Checkpoints (checkpoint.go): the loop's connection never checkpoints
+// inside a commit (wal_autocheckpoint=0). A goroutine owned by the store,
+// started by Open and stopped by Close, runs PASSIVE checkpoints from a
+// second connection on a timer and once CheckpointFrames frames wait, and
+// truncates the WAL after CheckpointIdle without writes. Under writes back
+// to back the WAL only restarts once a checkpoint has copied every frame,
+// which a background checkpointer racing the writer rarely manages, so at
+// WALCapFrames the loop itself runs a blocking RESTART checkpoint after
+// its commit; the WAL file stays under the cap plus one transaction. The
+// checkpointer touches only the database files, never node state.
+//
 // Schema: numbered migrations embedded from migrations/NNNN_name.sql,
 // versions 1, 2, … without gaps, each applied in its own transaction
 // together with its row in schema_migrations(version, name). Opening a
@@ -19,6 +30,7 @@
 // store needs no second copy of the queries; only the "?" placeholders
 // would be rebound to "$n".
 //
-// Files: store.go (open, migrations, transactions), accounts.go (accounts
-// and devices); room and event tables live in their own files.
+// Files: store.go (open, migrations, transactions), checkpoint.go (WAL
+// checkpoints), accounts.go (accounts and devices); room and event tables
+// live in their own files.
 package store

@@ -33,9 +33,12 @@ const BusyTimeoutMillis = 5000
 // holds a single connection, so statements are serialised and a
 // transaction sees its own writes. Safe for concurrent use (database/sql
 // queues callers on the one connection), but only the loop should write.
+// A second connection, the checkpointer's (checkpoint.go), only ever runs
+// WAL checkpoints.
 type Store struct {
 	DB   *sql.DB
 	path string
+	ckpt *checkpointer // nil until Open has started it
 }
 
 // Migration is one numbered schema step, migrations/NNNN_name.sql.
@@ -75,13 +78,19 @@ func Migrations() ([]Migration, error) {
 	return ms, nil
 }
 
-// dsn builds the modernc.org/sqlite connection string: WAL journal,
-// a busy timeout, foreign keys on, and BEGIN IMMEDIATE transactions so a
-// writer takes the write lock up front instead of failing at COMMIT.
+// dsn builds the modernc.org/sqlite connection string: WAL journal
+// without auto-checkpoint (checkpoint.go), a busy timeout, foreign keys
+// on, and BEGIN IMMEDIATE transactions so a writer takes the write lock up
+// front instead of failing at COMMIT.
 func dsn(file string) string {
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(file)
-	return "file:" + esc + "?_pragma=busy_timeout(" + strconv.Itoa(BusyTimeoutMillis) + ")" +
-		"&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	return "file:" + escapeFile(file) + "?_pragma=busy_timeout(" + strconv.Itoa(BusyTimeoutMillis) + ")" +
+		"&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(NORMAL)&_txlock=immediate"
+}
+
+// escapeFile escapes a file name for a "file:" URI.
+func escapeFile(file string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(file)
 }
 
 // Open opens (creating if needed) the database at file and brings its
@@ -97,6 +106,11 @@ func Open(file string) (*Store, error) {
 // OpenAt opens the database and migrates it to schema version upTo (-1:
 // the latest). Tests use it to build every earlier schema.
 func OpenAt(file string, upTo int) (*Store, error) {
+	return openAt(file, upTo, defaultCheckpointConfig)
+}
+
+// openAt is OpenAt with a checkpoint policy.
+func openAt(file string, upTo int, cfg checkpointConfig) (*Store, error) {
 	db, err := sql.Open("sqlite", dsn(file))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", file, err)
@@ -110,8 +124,17 @@ func OpenAt(file string, upTo int) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", file, describe(err))
 	}
+	// A file system without shared memory for the wal-index leaves the
+	// database in its old journal mode, and then commits write straight
+	// into the database: nothing to checkpoint.
+	if strings.EqualFold(mode, "wal") {
+		if s.ckpt, err = startCheckpointer(file, cfg); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.Migrate(upTo); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -151,12 +174,17 @@ func (s *Store) queryStrings(op, query string, args ...any) ([]string, error) {
 	return out, nil
 }
 
-// Close closes the database.
+// Close stops the checkpointer and closes the database. It also reports
+// the last error a background checkpoint met.
 func (s *Store) Close() error {
-	if err := s.DB.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+	var ckptErr error
+	if s.ckpt != nil {
+		ckptErr = s.ckpt.close()
 	}
-	return nil
+	if err := s.DB.Close(); err != nil {
+		return errors.Join(fmt.Errorf("store: close: %w", err), ckptErr)
+	}
+	return ckptErr
 }
 
 // Version returns the schema version (0 for an empty database).
@@ -221,5 +249,6 @@ func (s *Store) Tx(f func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", describe(err))
 	}
+	s.afterCommit()
 	return nil
 }
