@@ -28,9 +28,17 @@
 // Portability: the SQL sticks to what SQLite and PostgreSQL share (TEXT,
 // BIGINT, BOOLEAN, INSERT … ON CONFLICT … DO UPDATE) so that a PostgreSQL
 // store needs no second copy of the queries; only the "?" placeholders
-// would be rebound to "$n".
+// would be rebound to "$n". The exceptions are marked: the full-text index
+// (search.go, an FTS5 table; PostgreSQL would use a tsvector column) and
+// json_extract in a few queries over event JSON (relations.go and
+// migration 0008).
 //
 // Files: store.go (open, migrations, transactions), checkpoint.go (WAL
-// checkpoints), accounts.go (accounts and devices); room and event tables
-// live in their own files.
+// checkpoints), accounts.go (accounts and devices), room.go, room_fed.go,
+// event.go and stream.go (rooms, state groups, events, the stream),
+// visibility.go (state lookups for history visibility), relations.go and
+// search.go (indexes filled as events are stored), timestamp.go, upgrade.go,
+// outbound.go (federation queues), serverkeys.go, e2ee.go, xsign.go,
+// todevice.go, presence.go, keybackup.go, media.go, pushers.go, reports.go,
+// user_directory.go and deactivate.go, one per client or federation area.
 package store
