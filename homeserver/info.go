@@ -25,7 +25,7 @@ func infoRoutes(n *Node) ([]Route, error) {
 func handleVersions(c *Call) {
 	body := map[string]any{
 		"versions":          specVersions,
-		"unstable_features": map[string]bool{},
+		"unstable_features": map[string]bool{ssFeature: true},
 	}
 	if c.Node().Config().CoAPAddr != "" {
 		body["m.low_bandwidth"] = lowBandwidthFeatures

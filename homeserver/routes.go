@@ -18,4 +18,5 @@ var routeGroups = []func(n *Node) ([]Route, error){
 	pusherRoutes, // pushers and push notifications (pushers.go, pushers_send.go)
 	// room upgrades (room_upgrade.go), jump to date (timestamp.go); needs roomRoutes first
 	roomUpgradeRoutes,
+	slidingSyncRoutes, // simplified sliding sync, MSC4186 (slidingsync.go); needs roomRoutes first
 }

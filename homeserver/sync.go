@@ -18,6 +18,7 @@ package homeserver
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -43,10 +44,14 @@ type syncRequest struct {
 	ignored map[string]bool
 }
 
+// syncWaiter is a pending long poll: of /sync, or of sliding sync
+// (slidingsync.go).
 type syncWaiter struct {
-	seq   uint64 // registration order, for a deterministic wake order
-	c     *Call
-	req   *syncRequest
+	seq    uint64 // registration order, for a deterministic wake order
+	c      *Call
+	userID string
+	// build makes the response; empty: nothing new yet, keep waiting.
+	build func() (resp any, empty bool, err error)
 	timer interface{ Stop() bool }
 }
 
@@ -158,19 +163,25 @@ func (rs *roomsModule) handleSync(c *Call) {
 		c.Reply(200, resp)
 		return
 	}
+	rs.longPoll(c, req.timeout, func() (any, bool, error) { return rs.buildSync(req) })
+}
+
+// longPoll keeps c open until build has something to say (wakeUsers) or
+// timeout runs out; then it answers with what build gives.
+func (rs *roomsModule) longPoll(c *Call, timeout time.Duration, build func() (any, bool, error)) {
 	rs.waiterSeq++
-	w := &syncWaiter{seq: rs.waiterSeq, c: c, req: req}
+	w := &syncWaiter{seq: rs.waiterSeq, c: c, userID: c.UserID, build: build}
 	set := rs.waiters[c.UserID]
 	if set == nil {
 		set = map[*syncWaiter]bool{}
 		rs.waiters[c.UserID] = set
 	}
 	set[w] = true
-	w.timer = rs.n.AfterFunc(req.timeout, func() {
+	w.timer = rs.n.AfterFunc(timeout, func() {
 		if !rs.dropWaiter(w) {
 			return
 		}
-		resp, _, err := rs.buildSync(w.req)
+		resp, _, err := w.build()
 		if err != nil {
 			w.c.Fail(err)
 			return
@@ -185,13 +196,13 @@ func (rs *roomsModule) handleSync(c *Call) {
 
 // dropWaiter forgets a waiter; it reports whether it was still waiting.
 func (rs *roomsModule) dropWaiter(w *syncWaiter) bool {
-	set := rs.waiters[w.req.userID]
+	set := rs.waiters[w.userID]
 	if !set[w] {
 		return false
 	}
 	delete(set, w)
 	if len(set) == 0 {
-		delete(rs.waiters, w.req.userID)
+		delete(rs.waiters, w.userID)
 	}
 	return !w.c.Done()
 }
@@ -216,7 +227,7 @@ func (rs *roomsModule) wakeUsers(users map[string]bool) {
 		}
 		sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
 		for _, w := range ws {
-			resp, empty, err := rs.buildSync(w.req)
+			resp, empty, err := w.build()
 			if err == nil && empty {
 				continue
 			}
@@ -386,29 +397,14 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 		limit = defaultTimelineLimit
 	}
 	limit = min(limit, maxTimelineLimit)
-	// Only the events the user may see (visibility.go) and does not
-	// ignore (ignore.go): limited says whether more of those are left
-	// before the timeline.
-	v, err := rs.userViewer(roomID, req.userID)
+	rows, limited, after, err := rs.timelineRows(roomID, req.userID, req.ignored, after, upTo, limit, f.Room.Timeline)
 	if isForbidden(err) {
 		return timeline{Events: []*clientEvent{}}, stateList{Events: []*clientEvent{}}, nil
 	}
 	if err != nil {
 		return timeline{}, stateList{}, err
 	}
-	after = max(after, v.from)
-	rows, err := rs.visibleRowsFor(v, req.ignored, after, upTo, false, limit+1, f.Room.Timeline)
-	if err != nil {
-		return timeline{}, stateList{}, err
-	}
-	tl := timeline{Events: []*clientEvent{}}
-	if len(rows) > limit {
-		tl.Limited = true
-		rows = rows[:limit]
-	}
-	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-		rows[i], rows[j] = rows[j], rows[i]
-	}
+	tl := timeline{Events: []*clientEvent{}, Limited: limited}
 	view := eventView{userID: req.userID, deviceID: req.deviceID, now: rs.n.Now().UnixMilli()}
 	tl.PrevBatch = streamToken{pos: after}.String()
 	if len(rows) > 0 {
@@ -522,6 +518,29 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 	return tl, st, nil
 }
 
+// timelineRows returns the newest limit events of (after, upTo] that the
+// user may see (visibility.go) and does not ignore (ignore.go), oldest
+// first; limited says whether more of those are left before them. after
+// comes back raised to the first position the user may read. A room
+// closed to the user gives an M_FORBIDDEN error (isForbidden).
+func (rs *roomsModule) timelineRows(roomID, userID string, ignored map[string]bool, after, upTo int64, limit int,
+	f roomEventFilter) (rows []store.EventRow, limited bool, from int64, err error) {
+	v, err := rs.userViewer(roomID, userID)
+	if err != nil {
+		return nil, false, after, err
+	}
+	after = max(after, v.from)
+	if rows, err = rs.visibleRowsFor(v, ignored, after, upTo, false, limit+1, f); err != nil {
+		return nil, false, after, err
+	}
+	if len(rows) > limit {
+		limited = true
+		rows = rows[:limit]
+	}
+	slices.Reverse(rows)
+	return rows, limited, after, nil
+}
+
 func (rs *roomsModule) syncJoined(req *syncRequest, roomID string, m store.Membership, since, sinceTyping, now int64, ad []any) (*joinedRoom, error) {
 	rm, err := rs.room(roomID)
 	if err != nil {
@@ -572,9 +591,19 @@ func (rs *roomsModule) syncJoined(req *syncRequest, roomID string, m store.Membe
 // roomSummary is the room summary of a joined room. Spec: client-server-api
 // GET /sync RoomSummary (heroes only when the room has no name or alias).
 func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any {
-	joined, invited := 0, 0
-	var others []string
-	for u, m := range rs.members[rm.id] {
+	joined, invited, heroes := rs.memberSummary(rm.id, userID)
+	s := map[string]any{"m.joined_member_count": joined, "m.invited_member_count": invited}
+	if rm.state[auth.StateKey{Type: "m.room.name"}] == nil && rm.state[auth.StateKey{Type: "m.room.canonical_alias"}] == nil {
+		s["m.heroes"] = heroes
+	}
+	return s
+}
+
+// memberSummary counts a room's joined and invited members; heroes are
+// up to five of them other than userID, sorted (never nil).
+func (rs *roomsModule) memberSummary(roomID, userID string) (joined, invited int, heroes []string) {
+	heroes = []string{}
+	for u, m := range rs.members[roomID] {
 		switch m.Membership {
 		case auth.Join:
 			joined++
@@ -584,21 +613,11 @@ func (rs *roomsModule) roomSummary(rm *roomCache, userID string) map[string]any 
 			continue
 		}
 		if u != userID {
-			others = append(others, u)
+			heroes = append(heroes, u)
 		}
 	}
-	s := map[string]any{"m.joined_member_count": joined, "m.invited_member_count": invited}
-	if rm.state[auth.StateKey{Type: "m.room.name"}] == nil && rm.state[auth.StateKey{Type: "m.room.canonical_alias"}] == nil {
-		sort.Strings(others)
-		if len(others) > 5 {
-			others = others[:5]
-		}
-		if others == nil {
-			others = []string{}
-		}
-		s["m.heroes"] = others
-	}
-	return s
+	sort.Strings(heroes)
+	return joined, invited, heroes[:min(len(heroes), 5)]
 }
 
 // syncInvited gives the stripped state of a room the user is invited to
