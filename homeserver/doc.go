@@ -101,7 +101,9 @@
 // indexed as events are stored (store/relations.go, store/search.go):
 // relations.go serves /relations and the bundled aggregations in
 // unsigned, threads.go /threads, search.go /search. The space hierarchy
-// is room_hierarchy.go.
+// is room_hierarchy.go. slidingsync*.go serves simplified sliding sync
+// (MSC4186, for Element X) on the same long-poll waiters and timeline
+// helpers as /sync.
 //
 // # Federation
 //
