@@ -17,10 +17,14 @@ type Result struct {
 	TraceHash string  `json:"trace_sha256"`
 	// Events is the number of link events in the transcript.
 	Events int `json:"events"`
-	// Messages is how many messages the send actions produced; Expected
-	// how many (message, recipient) deliveries that should give (the other
-	// members when it was sent); Delivered how many reached a /sync.
+	// Messages is how many messages the send actions produced; Failed how
+	// many of them failed at the sender: not in the room (such a message
+	// expects no deliveries), refused, or unanswered after every attempt.
+	// Expected is how many (message, recipient) deliveries the messages
+	// should give (the other members when it was sent); Delivered how many
+	// reached a /sync.
 	Messages      int          `json:"messages"`
+	Failed        int          `json:"messages_failed"`
 	Expected      int          `json:"deliveries_expected"`
 	Delivered     int          `json:"deliveries"`
 	DeliveryRatio float64      `json:"delivery_ratio"`
@@ -99,6 +103,9 @@ func (s *Sim) result() *Result {
 	pathLat := map[string][]time.Duration{}
 	var order []string
 	for _, m := range s.msgs {
+		if m.failed {
+			r.Failed++
+		}
 		for _, to := range m.expect {
 			p := m.from.sv.name + " → " + to.sv.name
 			ps := paths[p]
@@ -158,7 +165,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "scenario   %s, seed %d, %v of virtual time\n", name, r.Seed, time.Duration(r.Duration*float64(time.Second)))
 	fmt.Fprintf(&b, "trace      sha256 %s (%d link events)\n", r.TraceHash, r.Events)
-	fmt.Fprintf(&b, "messages   %d sent, %d of %d deliveries to /sync (%.1f %%)\n", r.Messages, r.Delivered, r.Expected, 100*r.DeliveryRatio)
+	failed := ""
+	if r.Failed > 0 {
+		failed = fmt.Sprintf(" (%d failed at the sender)", r.Failed)
+	}
+	fmt.Fprintf(&b, "messages   %d sent%s, %d of %d deliveries to /sync (%.1f %%)\n", r.Messages, failed, r.Delivered, r.Expected, 100*r.DeliveryRatio)
 	fmt.Fprintf(&b, "latency    p50 %s  p95 %s  max %s\n", secs(r.Latency.P50), secs(r.Latency.P95), secs(r.Latency.Max))
 	for _, p := range r.Paths {
 		fmt.Fprintf(&b, "  %-34s %4d/%-4d p50 %s  p95 %s  max %s\n", p.Path, p.Delivered, p.Expected,
