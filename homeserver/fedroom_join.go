@@ -227,11 +227,32 @@ type sendJoinResponse struct {
 	Event     json.RawMessage   `json:"event"`
 }
 
+// idempotentAttempts is how many times a membership request that names
+// its event (send_join, invite) is sent when no answer comes back: the
+// other server may have acted on it and only its answer been lost on the
+// way, and sending the same event again is safe (it answers the same).
+const idempotentAttempts = 3
+
+// doJSONAgain is doJSON sent up to attempts times while it fails without
+// an answer from the other server (a transport failure or timeout, not a
+// *RemoteError).
+func (fr *fedRooms) doJSONAgain(dest string, req OutboundRequest, out any, attempts int, done func(error)) {
+	fr.doJSON(dest, req, out, func(err error) {
+		var re *RemoteError
+		if err != nil && !errors.As(err, &re) && attempts > 1 {
+			fr.n.log.Info("no answer; sending again", "dest", dest, "uri", req.URI, "err", err)
+			fr.doJSONAgain(dest, req, out, attempts-1, done)
+			return
+		}
+		done(err)
+	})
+}
+
 // sendJoin sends a signed join to server and stores the room it joins.
 func (fr *fedRooms) sendJoin(server string, ev *event.Event, done func(error)) {
 	uri := "/_matrix/federation/v2/send_join/" + url.PathEscape(ev.RoomID()) + "/" + url.PathEscape(ev.ID())
 	var resp sendJoinResponse
-	fr.doJSON(server, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, &resp, func(err error) {
+	fr.doJSONAgain(server, OutboundRequest{Method: "PUT", URI: uri, Body: ev.JSON()}, &resp, idempotentAttempts, func(err error) {
 		if err != nil {
 			var re *RemoteError
 			if errors.As(err, &re) && re.Status == 403 {
@@ -370,9 +391,14 @@ func (fr *fedRooms) remoteInviteSigned(roomID, sender, target string, content js
 	var resp struct {
 		Event json.RawMessage `json:"event"`
 	}
-	fr.doJSON(dest, OutboundRequest{Method: "PUT", URI: uri, Body: body}, &resp, func(err error) {
-		if err != nil {
+	fr.doJSONAgain(dest, OutboundRequest{Method: "PUT", URI: uri, Body: body}, &resp, idempotentAttempts, func(err error) {
+		var re *RemoteError
+		if errors.As(err, &re) {
 			done(Errorf(403, ErrCodeForbidden, "%s refused the invite: %v", dest, err))
+			return
+		}
+		if err != nil {
+			done(Errorf(502, ErrCodeUnknown, "%s did not answer the invite: %v", dest, err))
 			return
 		}
 		signed, err := event.Parse(resp.Event, rm.version)

@@ -320,17 +320,27 @@ func isThirdPartyInvite(ev *event.Event) bool {
 	return ok
 }
 
-// eventKey is the federation module's key lookup without fetching.
-func (fr *fedRooms) eventKey(server, keyID string, at time.Time) (ed25519.PublicKey, error) {
+// eventKey is the federation module's key lookup without fetching. When
+// the cache does not know the key and the operator pinned the server's
+// signing key (a mesh peer's key token), the pinned key is returned with
+// pinned set: a signature that does not verify against it then sends the
+// caller to fetch the server's keys instead of rejecting the event.
+func (fr *fedRooms) eventKey(server, keyID string, at time.Time) (pub ed25519.PublicKey, pinned bool, err error) {
 	n := fr.n
 	if server == n.ServerName() && keyID == n.key.ID {
-		return n.key.Public(), nil
+		return n.key.Public(), false, nil
 	}
 	f := n.Federation()
 	if f == nil {
-		return nil, keys.ErrUnknownKey
+		return nil, false, keys.ErrUnknownKey
 	}
-	return f.cache.EventKey(server, keyID, at)
+	pub, err = f.cache.EventKey(server, keyID, at)
+	if err != nil && (errors.Is(err, keys.ErrUnknownKey) || errors.Is(err, keys.ErrExpired)) {
+		if p := n.pinned[server]; p != nil {
+			return p, true, nil
+		}
+	}
+	return pub, false, err
 }
 
 // verifySignatures checks ev's signatures by each server it must be signed
@@ -353,7 +363,7 @@ func (fr *fedRooms) verifySignatures(ev *event.Event) (unknownServers []string, 
 		var lastErr error = rejectf("no ed25519 signature by %s", server)
 		ok, unknown := false, false
 		for _, keyID := range ids {
-			pub, kerr := fr.eventKey(server, keyID, at)
+			pub, pinned, kerr := fr.eventKey(server, keyID, at)
 			if kerr != nil {
 				if errors.Is(kerr, keys.ErrUnknownKey) || errors.Is(kerr, keys.ErrExpired) {
 					unknown = true
@@ -362,6 +372,11 @@ func (fr *fedRooms) verifySignatures(ev *event.Event) (unknownServers []string, 
 				continue
 			}
 			if verr := event.VerifyEventSignature(ev.JSON(), ev.Version(), server, keyID, pub); verr != nil {
+				if pinned {
+					// Signed with a key other than the pinned one
+					// (rotated?): the server's published keys decide.
+					unknown = true
+				}
 				lastErr = rejectf("signature of %s: %v", server, verr)
 				continue
 			}

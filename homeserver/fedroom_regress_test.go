@@ -1,9 +1,14 @@
 package homeserver
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mxmesh/mxmesh/noise"
 )
 
 // TestFedRoomCreateRoomInvitesRemoteUser: a remote user in createRoom's
@@ -190,5 +195,79 @@ func TestFedRoomRepeatedJoinJoinsTheFirst(t *testing.T) {
 	fn.call(b, 200, "POST", path, bob.token, map[string]any{})
 	if len(uris) != 0 {
 		t.Fatalf("join of a joined room went out: %q", uris)
+	}
+}
+
+// A server whose signing key the operator pinned (a mesh peer's key
+// token) has its events verified against the pinned key without fetching
+// its keys; a signature by another key (the peer rotated its key) sends
+// the node to fetch them instead of rejecting the event.
+func TestFedRoomPinnedSigningKey(t *testing.T) {
+	fn, alice, _, roomID := twoServers(t)
+	rm, _ := roomsOf(alice.tn.Node).room(roomID)
+	cKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32))
+	tok := noise.NewKeyToken("c.test", make([]byte, 32), cKey).String()
+	p, _ := fn.nodeWith("p.test", t.TempDir(), 9, func(c *Config) {
+		c.Mesh.Peers = []MeshPeer{{Name: "c.test", Addr: "192.0.2.1:5683", Key: tok}}
+	})
+	ev := forge(t, signer{"c.test", "ed25519:c1", cKey}, rm, "@carol:c.test", "m.room.message", nil,
+		map[string]string{"msgtype": "m.text", "body": "pinned"}, rm.extremities, rm.state, rm.depth+1)
+	if unknown, err := fedRoomsOf(p.Node).verifySignatures(ev); err != nil || len(unknown) != 0 {
+		t.Fatalf("event signed with the pinned key: unknown %v, %v", unknown, err)
+	}
+	rotated := forge(t, signer{"c.test", "ed25519:c2", other}, rm, "@carol:c.test", "m.room.message", nil,
+		map[string]string{"msgtype": "m.text", "body": "rotated"}, rm.extremities, rm.state, rm.depth+1)
+	unknown, err := fedRoomsOf(p.Node).verifySignatures(rotated)
+	if len(unknown) != 1 || unknown[0] != "c.test" || err == nil || errors.Is(err, errRejected) {
+		t.Fatalf("event signed with another key: unknown %v, %v; want its keys fetched, not a rejection", unknown, err)
+	}
+	// Without the pin the first event's key is unknown too.
+	if unknown, _ := fedRoomsOf(alice.tn.Node).verifySignatures(ev); len(unknown) != 1 {
+		t.Fatalf("without a pin: unknown %v", unknown)
+	}
+}
+
+// dropAnswers loses the answers to the first n requests whose URI
+// contains match, after the other server has acted on them (a lost
+// answer on a lossy link).
+type dropAnswers struct {
+	inner Remote
+	match string
+	n     *int
+}
+
+func (d dropAnswers) Do(dest string, req OutboundRequest, done func(OutboundResponse, error)) {
+	if !strings.Contains(req.URI, d.match) || *d.n == 0 {
+		d.inner.Do(dest, req, done)
+		return
+	}
+	*d.n--
+	d.inner.Do(dest, req, func(OutboundResponse, error) {
+		done(OutboundResponse{}, errors.New("test: the answer was lost"))
+	})
+}
+
+// A send_join or invite whose answer is lost is sent again (the same
+// event; the other server answers the same), so the join and the invite
+// succeed instead of failing while the other server has acted on them.
+func TestFedRoomLostAnswersSentAgain(t *testing.T) {
+	for _, match := range []string{"/send_join/", "/v2/invite/"} {
+		t.Run(strings.Trim(match, "/"), func(t *testing.T) {
+			fn := newFedNet(t)
+			lost := 1
+			a, _ := fn.nodeVia("a.test", t.TempDir(), 1, nil, func(r Remote) Remote { return dropAnswers{inner: r, match: match, n: &lost} })
+			b, _ := fn.nodeVia("b.test", t.TempDir(), 2, nil, func(r Remote) Remote { return dropAnswers{inner: r, match: match, n: &lost} })
+			alice, bob := fn.user(a, "alice"), fn.user(b, "bob")
+			roomID := fn.call(a, 200, "POST", "/_matrix/client/v3/createRoom", alice.token, map[string]any{"preset": "private_chat"}).str("room_id")
+			fn.call(a, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
+			fn.call(b, 200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), bob.token, map[string]any{})
+			if lost != 0 {
+				t.Fatalf("no %s answer was lost", match)
+			}
+			if m := fn.membership(alice, roomID, bob.id); m != "join" {
+				t.Fatalf("a.test sees bob as %q", m)
+			}
+		})
 	}
 }

@@ -2,9 +2,11 @@ package homeserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"runtime/debug"
@@ -41,6 +43,11 @@ type Options struct {
 	// Pusher carries push notifications to push gateways (pushers_send.go).
 	// Nil means none are sent.
 	Pusher Pusher
+	// PinnedSigningKeys are signing keys the operator pinned, by server
+	// name, besides those of Config.Mesh.Peers (whose key tokens carry
+	// them): events signed by such a server verify against its pinned key
+	// without fetching its keys (fedroom_receive.go verifySignatures).
+	PinnedSigningKeys map[string]ed25519.PublicKey
 }
 
 // Node is one homeserver: it owns all of its state and is driven from a
@@ -58,6 +65,8 @@ type Node struct {
 	remote Remote
 	noise  []byte
 	pusher Pusher
+	// pinned: operator-pinned signing keys by server name.
+	pinned map[string]ed25519.PublicKey
 	routes []compiledRoute
 	// intercepts lets one module serve part of another module's route
 	// (see Intercept).
@@ -100,11 +109,20 @@ func New(opts Options) (*Node, error) {
 		remote:   opts.Remote,
 		noise:    opts.NoiseKey,
 		pusher:   opts.Pusher,
+		pinned:   maps.Clone(opts.PinnedSigningKeys),
 		sessions: map[string]session{},
 		nonces:   map[string]time.Time{},
 		pending:  map[uint64]*Call{},
 		callIDs:  map[*Call]uint64{},
 		modules:  map[string]any{},
+	}
+	if n.pinned == nil {
+		n.pinned = map[string]ed25519.PublicKey{}
+	}
+	for _, p := range n.cfg.Mesh.Peers {
+		if t, err := p.Token(); err == nil {
+			n.pinned[p.Name] = t.SigningKey
+		}
 	}
 	if n.clock == nil {
 		n.clock = clock.Real()

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -45,8 +46,10 @@ func (s *Sim) newServer(name, dir string, key *homeserver.SigningKey, kp noise.K
 	// the Noise session with the destination, across the simulated links.
 	// Completions and sends run as events on the queue, never inside Do.
 	var names []string
+	pinned := map[string]ed25519.PublicKey{}
 	for _, p := range peers {
 		names = append(names, p.Name)
+		pinned[p.Name] = p.SigningKey
 	}
 	remote, err := gateway.NewMeshRemote(gateway.MeshRemoteConfig{Peers: names, Logger: s.log,
 		Post: func(f func()) error { s.after(0, f); return nil },
@@ -62,7 +65,8 @@ func (s *Sim) newServer(name, dir string, key *homeserver.SigningKey, kp noise.K
 		return nil, fmt.Errorf("server %s: %w", name, err)
 	}
 	sv.node, err = homeserver.New(homeserver.Options{Config: cfg, Store: st, SigningKey: key, Clock: s.clk,
-		RNG: clock.SeededRNG(master.Uint64()), Logger: s.log.With("server", name), Remote: remote, NoiseKey: kp.Public})
+		RNG: clock.SeededRNG(master.Uint64()), Logger: s.log.With("server", name), Remote: remote, NoiseKey: kp.Public,
+		PinnedSigningKeys: pinned})
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server %s: %w", name, err)
