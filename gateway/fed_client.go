@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -44,8 +45,23 @@ type FederationClientConfig struct {
 	// --federation-tls-insecure switch; tests and private meshes only).
 	InsecureSkipVerify bool
 	// Discovery resolves server names; when nil, one is made with the
-	// system resolver and an HTTP client with the same TLS settings.
+	// system resolver and an HTTP client with the same TLS settings and
+	// the same address guard. A Discovery given here fetches .well-known
+	// with its own client, unguarded unless that client is.
 	Discovery *Discovery
+	// AllowPrivateAddresses lets requests reach servers at loopback,
+	// private, link-local and other non-public addresses (config
+	// federation.allow_private_addresses; addrguard.go). Otherwise the
+	// address actually dialled, after .well-known, SRV and A/AAAA, is
+	// checked when connecting and such addresses are refused: server
+	// names come from users (room aliases, user IDs, mxc URIs, a join's
+	// server_name), who must not make the node connect into its own
+	// network.
+	AllowPrivateAddresses bool
+	// AllowedRanges are non-public networks that may be reached all the
+	// same (config federation.allowed_ranges): the operator's own
+	// federation network.
+	AllowedRanges []netip.Prefix
 	// Logger is injected; discarded when nil.
 	Logger *slog.Logger
 }
@@ -53,7 +69,9 @@ type FederationClientConfig struct {
 // FederationClient makes outbound federation requests over HTTPS: it
 // resolves the destination (Discovery), connects to the resolved address
 // with the resolved TLS name and Host header, and signs every request with
-// X-Matrix (package xmatrix). It is safe for concurrent use.
+// X-Matrix (package xmatrix). Unless allowed, it refuses to connect to
+// non-public addresses (FederationClientConfig.AllowPrivateAddresses). It
+// is safe for concurrent use.
 type FederationClient struct {
 	origin string
 	keyID  string
@@ -88,6 +106,10 @@ func (e *FederationError) Error() string {
 
 type destKey struct{}
 
+// errFedAddress refuses a federation server at a non-public address.
+var errFedAddress = errors.New("federation server address is not public " +
+	"(federation.allow_private_addresses is off and no federation.allowed_ranges entry covers it)")
+
 // NewFederationClient returns a client for cfg. With InsecureSkipVerify it
 // logs a warning at construction, since peers are then not authenticated.
 func NewFederationClient(cfg FederationClientConfig) (*FederationClient, error) {
@@ -105,17 +127,23 @@ func NewFederationClient(cfg FederationClientConfig) (*FederationClient, error) 
 		log.Warn("FEDERATION TLS CERTIFICATE VERIFICATION IS OFF: peers are not authenticated at the TLS layer; use this only in tests and private meshes",
 			"server_name", cfg.ServerName)
 	}
+	var guard *addrGuard
+	if !cfg.AllowPrivateAddresses {
+		guard = &addrGuard{refused: errFedAddress}
+		for _, p := range cfg.AllowedRanges {
+			guard.allowed = append(guard.allowed, p.Masked())
+		}
+	}
 	c := &FederationClient{origin: cfg.ServerName, keyID: cfg.KeyID, key: cfg.Key, disc: cfg.Discovery, log: log}
 	baseTLS := &tls.Config{RootCAs: cfg.RootCAs, InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in, logged above
 	if c.disc == nil {
-		wk := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: baseTLS.Clone(), Proxy: nil}}
-		d, err := NewDiscovery(DiscoveryConfig{Client: wk, Logger: log})
+		d, err := NewDiscovery(DiscoveryConfig{Client: wellKnownClient(baseTLS, guard), Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("new federation client: %w", err)
 		}
 		c.disc = d
 	}
-	dialer := &net.Dialer{Timeout: fedDialTimeout}
+	dialer := guard.dialer(fedDialTimeout)
 	transport := &http.Transport{
 		Proxy: nil,
 		// Connections are pooled per URL host, which is the destination's

@@ -87,7 +87,7 @@ func TestFederationClientSignsAndVerifiesTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := NewFederationClient(FederationClientConfig{ServerName: ourName, KeyID: "ed25519:o", Key: ourKey, RootCAs: trust.RootCAs})
+	c, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: ourName, KeyID: "ed25519:o", Key: ourKey, RootCAs: trust.RootCAs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestFederationClientSignsAndVerifiesTLS(t *testing.T) {
 	}
 
 	// Another key under the same key ID is a forgery: 401 M_FORBIDDEN.
-	forger, err := NewFederationClient(FederationClientConfig{ServerName: ourName, KeyID: "ed25519:o",
+	forger, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: ourName, KeyID: "ed25519:o",
 		Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)), RootCAs: trust.RootCAs})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestFederationClientTLSVerification(t *testing.T) {
 	ourKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{6}, 32))
 
 	// Not trusting the server's certificate: the connection fails.
-	strict, err := NewFederationClient(FederationClientConfig{ServerName: "o.test", KeyID: "ed25519:o", Key: ourKey})
+	strict, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: "o.test", KeyID: "ed25519:o", Key: ourKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestFederationClientTLSVerification(t *testing.T) {
 
 	// InsecureSkipVerify connects, and says so loudly at construction.
 	var logs bytes.Buffer
-	insecure, err := NewFederationClient(FederationClientConfig{ServerName: "o.test", KeyID: "ed25519:o", Key: ourKey,
+	insecure, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: "o.test", KeyID: "ed25519:o", Key: ourKey,
 		InsecureSkipVerify: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestFederationClientDelegation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewFederationClient(FederationClientConfig{ServerName: "origin.test", KeyID: "ed25519:o", Key: ourKey, RootCAs: pool, Discovery: disc})
+	c, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: "origin.test", KeyID: "ed25519:o", Key: ourKey, RootCAs: pool, Discovery: disc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -273,7 +273,7 @@ func TestDendriteServerKeys(t *testing.T) {
 	ourKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{11}, 32))
 	// Dendrite's certificate is verified (trusted through the pool), not
 	// skipped.
-	c, err := NewFederationClient(FederationClientConfig{ServerName: "mxmesh.test", KeyID: "ed25519:m", Key: ourKey, RootCAs: d.CertPool})
+	c, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: "mxmesh.test", KeyID: "ed25519:m", Key: ourKey, RootCAs: d.CertPool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestDendriteAcceptsOurSignature(t *testing.T) {
 	ourKey := keys.SigningKey{ID: "ed25519:mx1", Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{12}, 32))}
 	ks := startOurKeyServer(t, ourKey)
 	ctx := context.Background()
-	c, err := NewFederationClient(FederationClientConfig{ServerName: ks.name, KeyID: ourKey.ID, Key: ourKey.Key, RootCAs: d.CertPool})
+	c, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: ks.name, KeyID: ourKey.ID, Key: ourKey.Key, RootCAs: d.CertPool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,9 +400,9 @@ func TestDendriteAcceptsOurSignature(t *testing.T) {
 		name string
 		cfg  FederationClientConfig
 	}{
-		{"another key under our key ID", FederationClientConfig{ServerName: ks.name, KeyID: ourKey.ID,
+		{"another key under our key ID", FederationClientConfig{AllowPrivateAddresses: true, ServerName: ks.name, KeyID: ourKey.ID,
 			Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{13}, 32)), RootCAs: d.CertPool}},
-		{"a key ID we never published", FederationClientConfig{ServerName: ks.name, KeyID: "ed25519:nope",
+		{"a key ID we never published", FederationClientConfig{AllowPrivateAddresses: true, ServerName: ks.name, KeyID: "ed25519:nope",
 			Key: ourKey.Key, RootCAs: d.CertPool}},
 	}
 	for _, f := range forged {

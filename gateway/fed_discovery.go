@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,10 @@ const (
 	//
 	// NOTSPEC: the spec sets no limit; a delegation is a few dozen bytes.
 	wellKnownMaxBody = 64 << 10
+	// wellKnownTimeout bounds one .well-known fetch, redirects included.
+	//
+	// NOTSPEC: the spec sets no timeout.
+	wellKnownTimeout = 30 * time.Second
 )
 
 // Resolver is the DNS seam of Discovery; *net.Resolver satisfies it.
@@ -77,6 +82,16 @@ type DiscoveryConfig struct {
 	Clock clock.Clock
 	// Logger gets debug lines about delegations; discarded when nil.
 	Logger *slog.Logger
+}
+
+// wellKnownClient returns the client that fetches .well-known/matrix/server
+// with tlsCfg, connecting only where guard permits (nil: anywhere) and
+// never through a proxy. Redirects are followed, each to a checked
+// address.
+func wellKnownClient(tlsCfg *tls.Config, guard *addrGuard) *http.Client {
+	t := &http.Transport{TLSClientConfig: tlsCfg.Clone()}
+	guardDial(t, guard, fedDialTimeout)
+	return &http.Client{Timeout: wellKnownTimeout, Transport: t}
 }
 
 // Discovery resolves server names to Destinations and caches .well-known

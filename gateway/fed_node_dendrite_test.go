@@ -65,7 +65,7 @@ func startFedNode(t *testing.T) *fedNode {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(&testLogWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	client, err := NewFederationClient(FederationClientConfig{ServerName: name, KeyID: key.ID, Key: key.Key, InsecureSkipVerify: true, Logger: log})
+	client, err := NewFederationClient(FederationClientConfig{AllowPrivateAddresses: true, ServerName: name, KeyID: key.ID, Key: key.Key, InsecureSkipVerify: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mxmesh/mxmesh/homeserver"
@@ -69,48 +66,8 @@ type PushClientConfig struct {
 // errPushAddress refuses a push gateway at a non-public address.
 var errPushAddress = errors.New("push gateway address is not public (push.allow_private_addresses is off)")
 
-// publicAddr reports whether a is an address a user-chosen push gateway
-// may be at: not loopback, private (RFC 1918, RFC 4193), link-local,
-// unspecified, multicast, shared (RFC 6598 100.64/10) or reserved.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
-}
-
-// nonPublic lists ranges the netip predicates do not cover.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space (RFC 6598)
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking (RFC 2544)
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved
-	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64 (RFC 8215)
-	netip.MustParsePrefix("2001:db8::/32"),  // documentation
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"
-}
-
-// guardDial makes t refuse connections to non-public addresses, checked
-// on the address actually dialled (after DNS, so a name cannot resolve
-// around the check).
-func guardDial(t *http.Transport) {
-	d := &net.Dialer{Timeout: pushRequestTimeout, Control: func(network, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil || !publicAddr(ap.Addr()) {
-			return fmt.Errorf("%w: %s", errPushAddress, address)
-		}
-		return nil
-	}}
-	t.DialContext = d.DialContext
-	t.Proxy = nil // a proxy would connect on our behalf, unchecked
-}
+// pushGuard refuses push gateways at non-public addresses (addrguard.go).
+var pushGuard = &addrGuard{refused: errPushAddress}
 
 // NewPushClient returns a PushClient.
 func NewPushClient(cfg PushClientConfig) (*PushClient, error) {
@@ -139,7 +96,7 @@ func NewPushClient(cfg PushClientConfig) (*PushClient, error) {
 		} else {
 			return nil, errors.New("gateway: push client: cannot guard the addresses of a custom RoundTripper (set AllowPrivate)")
 		}
-		guardDial(t)
+		guardDial(t, pushGuard, pushRequestTimeout)
 		c.Transport = t
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -81,6 +82,10 @@ type Config struct {
 	UserDirectory UserDirectoryConfig `yaml:"user_directory"`
 	// Push configures notifications to push gateways (pushers.go).
 	Push PushConfig `yaml:"push"`
+	// Federation configures which addresses outbound HTTPS federation may
+	// connect to (pinned mesh peers are reached over CoAP/Noise and are
+	// not affected).
+	Federation FederationConfig `yaml:"federation"`
 
 	// Dir is the data directory the file was loaded from (not in YAML).
 	Dir string `yaml:"-"`
@@ -117,6 +122,35 @@ type PushConfig struct {
 	// are refused when connecting (after DNS), and the node cannot be made
 	// to post to services on its own network.
 	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
+}
+
+// FederationConfig configures how the node reaches other servers over
+// HTTPS federation.
+type FederationConfig struct {
+	// AllowPrivateAddresses lets federation requests go to servers at
+	// loopback, private, link-local and other non-public addresses. Users
+	// choose the server names the node connects to (room aliases, user
+	// IDs, mxc URIs, a join's server_name), so by default those addresses
+	// are refused when connecting (after .well-known, SRV and DNS), and
+	// the node cannot be made to connect to services on its own network.
+	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
+	// AllowedRanges are CIDR prefixes ("10.20.0.0/16", "fd00:1::/48") of
+	// non-public networks that federation may reach all the same: the
+	// operator's own federation network.
+	AllowedRanges []string `yaml:"allowed_ranges"`
+}
+
+// Prefixes parses AllowedRanges.
+func (f FederationConfig) Prefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, r := range f.AllowedRanges {
+		p, err := netip.ParsePrefix(r)
+		if err != nil {
+			return nil, fmt.Errorf("federation.allowed_ranges %q: want a CIDR prefix like 10.0.0.0/8: %w", r, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // RegistrationConfig controls account creation.
@@ -235,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Mesh.validate()...)
 	errs = append(errs, c.Media.validate()...)
+	if _, err := c.Federation.Prefixes(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		errs = append(errs, fmt.Errorf("bcrypt_cost %d: must be %d–%d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
 	}
@@ -464,6 +501,18 @@ push:
   # (a pusher's URL is chosen by users; keep false unless the gateway is on
   # your own network).
   allow_private_addresses: {{.Push.AllowPrivateAddresses}}
+
+federation:
+  # Let outbound federation connect to servers at loopback, private or
+  # link-local addresses. Server names are chosen by users; keep false
+  # unless every server you federate with over HTTPS is on your own
+  # network. Pinned mesh peers (CoAP/Noise) are not affected.
+  allow_private_addresses: {{.Federation.AllowPrivateAddresses}}
+  # Private networks federation may reach while that is false (your own
+  # federation network), as CIDR prefixes; each entry:
+  #   - 10.20.0.0/16
+  allowed_ranges:{{range .Federation.AllowedRanges}}
+    - {{call $.Q .}}{{end}}
 
 user_directory:
   # true: the user directory finds every local user; false: only users

@@ -108,10 +108,16 @@ func serve(ctx context.Context, dir string, logOut io.Writer, ready func(addrs [
 
 	loop := homeserver.NewLoop()
 	// Outbound federation: HTTPS with discovery and X-Matrix signing; the
-	// answers come back into the loop.
+	// answers come back into the loop. Non-public addresses are refused
+	// unless configured (federation.allow_private_addresses, allowed_ranges).
+	allowedRanges, err := cfg.Federation.Prefixes()
+	if err != nil {
+		return err
+	}
 	fedClient, err := gateway.NewFederationClient(gateway.FederationClientConfig{
 		ServerName: cfg.ServerName, KeyID: key.ID, Key: key.Key,
 		InsecureSkipVerify: cfg.FederationTLSInsecure, Logger: log,
+		AllowPrivateAddresses: cfg.Federation.AllowPrivateAddresses, AllowedRanges: allowedRanges,
 	})
 	if err != nil {
 		return err
