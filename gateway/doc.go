@@ -188,6 +188,21 @@
 // UDP payload in two datagrams on a warm session (185 B request, 78 B
 // answer), 455 bytes context-free, against ≈ 1.7 KB over HTTPS+JSON.
 //
+// # Outbound HTTPS: federation and push gateways
+//
+// FederationRemote (fed_remote.go, fed_client.go, fed_discovery.go) sends
+// the node's federation requests over HTTPS with X-Matrix signing, after
+// server discovery (.well-known, SRV, port 8448) and with TLS verification
+// unless disabled for tests; PushClient (push.go) posts notifications to
+// push gateways. Both connect to hosts that users choose (server names in
+// joins, directories, profiles, mxc:// URIs; pushers' URLs), so both check
+// the address actually dialled (after DNS and SRV, no proxy) with one
+// guard (addrguard.go): loopback, private, link-local, shared, reserved and
+// documentation addresses are refused unless federation.allowed_ranges,
+// federation.allow_private_addresses or push.allow_private_addresses say
+// otherwise. Pinned mesh peers (CoAP/Noise) are configured by the operator
+// and not guarded.
+//
 // The protocol engines in coap and noise are sans-I/O state machines; this
 // package owns the sockets and the goroutines that feed them, and posts the
 // resulting requests into the node loop. Endpoints are never defined here:
