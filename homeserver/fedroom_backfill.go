@@ -126,7 +126,7 @@ func (fr *fedRooms) backfillOnce(roomID string, limit int, done func(added bool)
 			if fallback != nil {
 				raws := fallback
 				fallback = nil
-				fr.storeBackfill(fallbackServer, rm.version, roomID, raws, done)
+				fr.storeBackfill(fallbackServer, rm.version, roomID, from, raws, done)
 				return
 			}
 			done(false)
@@ -152,7 +152,7 @@ func (fr *fedRooms) backfillOnce(roomID string, limit int, done func(added bool)
 				try(i + 1)
 				return
 			}
-			fr.storeBackfill(servers[i], rm.version, roomID, resp.PDUs, func(added bool) {
+			fr.storeBackfill(servers[i], rm.version, roomID, from, resp.PDUs, func(added bool) {
 				if !added {
 					fr.n.log.Info("backfill added nothing", "room", roomID, "server", servers[i], "pdus", len(resp.PDUs))
 					try(i + 1)
@@ -177,20 +177,37 @@ func servedRedacted(raws []json.RawMessage) bool {
 }
 
 // storeBackfill checks backfilled events and adds those that pass to the
-// timeline, newest first, each below the previous.
-func (fr *fedRooms) storeBackfill(origin string, v *event.RoomVersion, roomID string, raws []json.RawMessage, done func(bool)) {
-	var evs []*event.Event
-	seen := map[string]bool{}
+// timeline, newest first, each below the previous. Only events reached
+// from the requested ones (from) through prev_events within the batch
+// are taken: history is what lies below them, and a server must not slip
+// other events (newer ones, or its own hanging off old events) into it.
+func (fr *fedRooms) storeBackfill(origin string, v *event.RoomVersion, roomID string, from []string, raws []json.RawMessage, done func(bool)) {
+	byID := map[string]*event.Event{}
 	for _, raw := range raws {
 		ev, err := event.Parse(raw, v)
-		if err != nil || ev.RoomID() != roomID || seen[ev.ID()] || fr.isRejected(ev.ID()) {
+		if err != nil || ev.RoomID() != roomID || byID[ev.ID()] != nil || fr.isRejected(ev.ID()) {
 			continue
 		}
-		seen[ev.ID()] = true
-		if row, err := fr.rs.st.Event(ev.ID()); err == nil && !(row.Outlier && row.StateBefore < 0) {
+		byID[ev.ID()] = ev
+	}
+	var evs []*event.Event
+	frontier, reached := slices.Clone(from), map[string]bool{}
+	for len(frontier) > 0 {
+		id := frontier[len(frontier)-1]
+		frontier = frontier[:len(frontier)-1]
+		ev := byID[id]
+		if ev == nil || reached[id] {
+			continue
+		}
+		reached[id] = true
+		frontier = append(frontier, ev.PrevEvents()...)
+		if row, err := fr.rs.st.Event(id); err == nil && !(row.Outlier && row.StateBefore < 0) {
 			continue // already in the timeline (or soft-failed)
 		}
 		evs = append(evs, ev)
+	}
+	if n := len(byID) - len(reached); n > 0 {
+		fr.n.log.Info("backfill: events not below the requested ones left out", "room", roomID, "server", origin, "count", n)
 	}
 	if len(evs) == 0 {
 		done(false)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxmesh/mxmesh/homeserver/event"
 )
 
 // watchRemote records a node's outbound requests and lets a test alter
@@ -120,7 +122,8 @@ func TestFedRoomBackfillDeepHistoryState(t *testing.T) {
 
 // A backfilled event that its own auth events allow but the state before
 // it does not (a message from a user banned just before it, citing their
-// old join) is rejected, and the rest of the history is kept.
+// old join) is rejected, and the rest of the history is kept; events that
+// no requested event leads to are left out.
 func TestFedRoomBackfillChecksStateBefore(t *testing.T) {
 	fn, alice, bob, roomID := twoServers(t)
 	a, b := alice.tn, bob.tn
@@ -133,6 +136,10 @@ func TestFedRoomBackfillChecksStateBefore(t *testing.T) {
 	fn.say(alice, roomID, "after")
 	ghost := forge(t, signerOf(b), rm, bob.id, "m.room.message", nil, map[string]string{"msgtype": "m.text", "body": "ghost"},
 		[]string{banID}, preState, banDepth+1)
+	// A valid event of a.test's that no requested event leads to: a
+	// server must not slip it into history.
+	stray := forge(t, signerOf(a), rm, alice.id, "m.room.message", nil, map[string]string{"msgtype": "m.text", "body": "stray"},
+		[]string{banID}, rm.state, banDepth+1)
 
 	var uris []string
 	inject := func(dest string, req OutboundRequest, resp *OutboundResponse) {
@@ -145,7 +152,7 @@ func TestFedRoomBackfillChecksStateBefore(t *testing.T) {
 			t.Errorf("backfill answer: %s", resp.Body)
 			return
 		}
-		body["pdus"], _ = json.Marshal(append(pdus, ghost.JSON()))
+		body["pdus"], _ = json.Marshal(append(pdus, ghost.JSON(), stray.JSON()))
 		resp.Body, _ = json.Marshal(body)
 	}
 	c, _ := fn.nodeVia("c.test", t.TempDir(), 3, nil, func(r Remote) Remote { return watchRemote{inner: r, uris: &uris, alter: inject} })
@@ -157,6 +164,20 @@ func TestFedRoomBackfillChecksStateBefore(t *testing.T) {
 	}
 	if countURIs(uris, "/backfill/") == 0 {
 		t.Fatal("c.test did not backfill")
+	}
+	for _, ev := range []*event.Event{ghost, stray} {
+		if _, err := c.store.Event(ev.ID()); err == nil {
+			t.Fatalf("%s, below no requested event, was stored", ev.Content())
+		}
+	}
+	// Were a server to link the ghost into what c.test asks for (here:
+	// asked for directly), step 5 rejects it.
+	added := true
+	fedRoomsOf(c.Node).storeBackfill("a.test", rm.version, roomID, []string{ghost.ID()}, []json.RawMessage{ghost.JSON()},
+		func(a bool) { added = a })
+	fn.run()
+	if added {
+		t.Fatal("the ghost was added")
 	}
 	if reason := rejectedReason(c, ghost.ID()); !strings.Contains(reason, "state before") {
 		t.Fatalf("ghost rejection %q, want one against the state before it", reason)
