@@ -36,17 +36,29 @@ package homeserver
 // window, and each room of the window is sent when this connection has
 // not sent it yet or when it changed since (new events, a new membership);
 // its room configs are merged (the largest timeline_limit, every
-// required_state rule).
+// required_state rule). In a room the user has left or was banned from,
+// joined_count, invited_count and heroes are those of the state at the
+// leave (the state the user may see), not the room's current members.
 //
 // Connections: per (user, device, conn_id) the node keeps in memory what
 // it sent each room up to (ssConn), as one snapshot per pos it handed out:
 // a request names the snapshot it continues from, so a retry with the same
-// pos gets the same answer again. A request without pos starts the
-// connection over. At most ssMaxConnsPerDevice connections per device and
-// ssMaxConns in all are kept, the least recently used dropped first; a pos
-// that is not known (dropped, or from before a restart) gets 400
-// M_UNKNOWN_POS and the client starts over. A request whose answer would
-// be empty waits like /sync (roomsModule.longPoll).
+// pos gets the same answer again; a snapshot keeps, per room, hashes of
+// the required_state rules the room was sent with, not their text. A
+// request without pos starts the connection over. A connection unused
+// for ssConnIdle is dropped; at most ssMaxConnsPerDevice connections per
+// device, ssMaxConnsPerUser per user and ssMaxConns in all are kept, the
+// least recently used dropped first, the requesting user's own first when
+// the node is full. A pos that is not known (dropped, or from before a
+// restart) gets 400 M_UNKNOWN_POS and the client starts over.
+//
+// Bounds: a request has at most ssMaxLists lists of ssMaxRanges ranges
+// each and ssMaxRequestRules required_state rules over its distinct
+// configs; beyond them it gets 400 M_INVALID_PARAM. Each list adds its
+// config to a room once, however many of its ranges hold the room.
+//
+// A request whose answer would be empty waits like /sync
+// (roomsModule.longPoll).
 //
 // NOTSPEC: a room whose timeline_limit grows or whose required_state gains
 // a rule is sent again whole with initial: true (the MSC's
@@ -67,8 +79,10 @@ package homeserver
 // data it missed meanwhile (ssRoomSent.extPos).
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"sort"
@@ -92,23 +106,38 @@ const (
 
 // Sliding sync limits.
 const (
-	ssMaxLists          = 100 // lists per request (MSC4186 "Max lists: 100")
-	ssMaxSubscriptions  = 500 // room subscriptions per request
-	ssMaxRules          = 100 // required_state rules per room config
-	ssMaxRanges         = 10  // ranges per list
+	// NOTSPEC: fewer lists than MSC4186's "Max lists: 100"; clients send
+	// a handful.
+	ssMaxLists         = 50
+	ssMaxSubscriptions = 500 // room subscriptions per request
+	ssMaxRules         = 100 // required_state rules per room config
+	// ssMaxRequestRules bounds the required_state rules of a request,
+	// summed over its distinct configs (lists and subscriptions asking
+	// for the same rules count once): each state event of each room is
+	// matched against them. NOTSPEC: the MSC sets no such bound; a request
+	// beyond it gets 400 M_INVALID_PARAM rather than a truncated answer.
+	ssMaxRequestRules   = 200
+	ssMaxRanges         = 10 // ranges per list
 	ssMaxConnIDBytes    = 64
 	ssMaxConnsPerDevice = 10   // connections kept per device
+	ssMaxConnsPerUser   = 20   // connections kept per user, over their devices
 	ssMaxConns          = 2000 // connections kept on the node
-	ssMaxSnapshots      = 3    // snapshots kept per connection
-	ssDefaultToDevice   = 100  // to_device messages per response by default
-	ssMaxToDevice       = 1000 // cap on the to_device limit
-	ssMaxBumpCache      = 20000
+	// ssConnIdle: a connection not used for this long (node clock) is
+	// dropped; its pos then gets M_UNKNOWN_POS.
+	ssConnIdle        = 30 * time.Minute
+	ssMaxSnapshots    = 3    // snapshots kept per connection
+	ssDefaultToDevice = 100  // to_device messages per response by default
+	ssMaxToDevice     = 1000 // cap on the to_device limit
+	ssMaxBumpCache    = 20000
 )
 
 // ssBumpTypes are the event types that bump a room. Spec: MSC4186
 // RoomResult bump_stamp ("Proper" activity).
 var ssBumpTypes = map[string]bool{"m.room.create": true, "m.room.message": true, "m.room.encrypted": true,
 	"m.sticker": true, "m.call.invite": true, "m.poll.start": true, "m.beacon_info": true}
+
+// ssModuleName is the Node.Module key of the sliding sync module.
+const ssModuleName = "slidingsync"
 
 // ssModule is the sliding sync connection state of a node (node loop
 // only).
@@ -117,6 +146,8 @@ type ssModule struct {
 	rs    *roomsModule
 	conns map[ssConnKey]*ssConn
 	used  uint64 // last ssConn.used handed out
+	// maxConns is ssMaxConns (tests lower it).
+	maxConns int
 	// nextID numbers the snapshots; it starts at the boot time in ms so
 	// positions of an earlier run are unlikely to be reused.
 	nextID uint64
@@ -133,6 +164,7 @@ type ssConn struct {
 	key   ssConnKey
 	snaps []*ssSnapshot
 	used  uint64
+	seen  time.Time // node clock of the last request or answer
 }
 
 // ssSnapshot is what a connection had been sent after one response.
@@ -151,9 +183,10 @@ type ssRoomSent struct {
 	pos int64 // stream position the room was sent up to
 	// extPos: the stream position up to which the extensions covered the
 	// room (it may have been outside the window since).
-	extPos     int64
-	limit      int    // timeline_limit it was sent with
-	rules      string // required_state rules it was sent with (ssRoomConfig.key)
+	extPos int64
+	limit  int // timeline_limit it was sent with
+	// rules: the required_state rules it was sent with (ssMerged.ruleSet).
+	rules      []uint64
 	membership string
 }
 
@@ -166,8 +199,9 @@ func slidingSyncRoutes(n *Node) ([]Route, error) {
 	if rs == nil {
 		return nil, errors.New("sliding sync: the rooms module is missing")
 	}
-	m := &ssModule{n: n, rs: rs, conns: map[ssConnKey]*ssConn{}, nextID: uint64(max(n.Now().UnixMilli(), 0)),
+	m := &ssModule{n: n, rs: rs, conns: map[ssConnKey]*ssConn{}, maxConns: ssMaxConns, nextID: uint64(max(n.Now().UnixMilli(), 0)),
 		bumps: map[string]ssBump{}, kept: map[string]bool{}}
+	n.SetModule(ssModuleName, m)
 	return []Route{{Method: "POST", Pattern: ssPath, Auth: AuthUser, Unlimited: true, Handle: m.handle}}, nil
 }
 
@@ -180,6 +214,9 @@ type ssRequest struct {
 	Lists             map[string]ssList       `json:"lists"`
 	RoomSubscriptions map[string]ssRoomConfig `json:"room_subscriptions"`
 	Extensions        ssExtensions            `json:"extensions"`
+
+	// The distinct configs of the lists and subscriptions (validate).
+	listCfg, subCfg map[string]*ssConfig
 }
 
 type ssRoomConfig struct {
@@ -305,58 +342,102 @@ func (r *ssRequiredState) matches(k auth.StateKey, userID string) bool {
 	return true
 }
 
+// ssConfig is one distinct required_state of a request: lists and
+// subscriptions asking for the same rules share one (ssRequest.listCfg, subCfg).
+type ssConfig struct {
+	id    int
+	rs    *ssRequiredState
+	rules []uint64 // ssRuleHash of each rule, sorted
+}
+
+// ssRuleHash names one rule (or "$LAZY") in a few bytes: snapshots keep
+// these instead of the rules' text, whose size the client chooses.
+func ssRuleHash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// newSSConfig gives the canonical key of a required_state and its config.
+func newSSConfig(r *ssRequiredState) (string, *ssConfig) {
+	parts := make([]string, 0, len(r.include)+len(r.exclude)+1)
+	for _, ru := range r.include {
+		parts = append(parts, "+"+ru.typ+"\x00"+ru.key)
+	}
+	for _, ru := range r.exclude {
+		parts = append(parts, "-"+ru.typ+"\x00"+ru.key)
+	}
+	if r.lazy {
+		parts = append(parts, "$LAZY")
+	}
+	sort.Strings(parts)
+	parts = slices.Compact(parts)
+	c := &ssConfig{rs: r, rules: make([]uint64, len(parts))}
+	for i, p := range parts {
+		c.rules[i] = ssRuleHash(p)
+	}
+	slices.Sort(c.rules)
+	return strings.Join(parts, "\x01"), c
+}
+
 // ssMerged is the room config of one room: the merge of the configs of
-// every list and subscription that selects it. Spec: MSC4186 "Combining
-// room configs".
+// every list and subscription that selects it, each distinct config once.
+// Spec: MSC4186 "Combining room configs".
 type ssMerged struct {
 	limit int
-	rules []*ssRequiredState
+	cfgs  []*ssConfig
 	lazy  bool
 	lists []string
 }
 
-func (mc *ssMerged) add(c *ssRoomConfig) {
-	mc.limit = max(mc.limit, min(c.TimelineLimit, maxTimelineLimit))
-	mc.rules = append(mc.rules, &c.RequiredState)
-	mc.lazy = mc.lazy || c.RequiredState.lazy
+func (mc *ssMerged) add(limit int, c *ssConfig) {
+	mc.limit = max(mc.limit, min(limit, maxTimelineLimit))
+	mc.lazy = mc.lazy || c.rs.lazy
+	for _, have := range mc.cfgs {
+		if have == c {
+			return
+		}
+	}
+	mc.cfgs = append(mc.cfgs, c)
 }
 
 func (mc *ssMerged) matches(k auth.StateKey, userID string) bool {
-	for _, r := range mc.rules {
-		if r.matches(k, userID) {
+	for _, c := range mc.cfgs {
+		if c.rs.matches(k, userID) {
 			return true
 		}
 	}
 	return false
 }
 
-// key is a canonical form of the merged rules, to notice changes.
-func (mc *ssMerged) key() string {
-	var parts []string
-	for _, r := range mc.rules {
-		for _, ru := range r.include {
-			parts = append(parts, "+"+ru.typ+"\x00"+ru.key)
-		}
-		for _, ru := range r.exclude {
-			parts = append(parts, "-"+ru.typ+"\x00"+ru.key)
-		}
+// ruleSet is the sorted, distinct rule hashes of the merged configs, to
+// notice changes. Rooms merging the same configs share one slice (cache,
+// per response); it is never changed once made.
+func (mc *ssMerged) ruleSet(cache map[string][]uint64) []uint64 {
+	ids := make([]string, len(mc.cfgs))
+	for i, c := range mc.cfgs {
+		ids[i] = strconv.Itoa(c.id)
 	}
-	if mc.lazy {
-		parts = append(parts, "$LAZY")
+	slices.Sort(ids)
+	key := strings.Join(ids, ",")
+	if set, ok := cache[key]; ok {
+		return set
 	}
-	sort.Strings(parts)
-	return strings.Join(slices.Compact(parts), "\x01")
+	var set []uint64
+	for _, c := range mc.cfgs {
+		set = append(set, c.rules...)
+	}
+	slices.Sort(set)
+	set = slices.Clip(slices.Compact(set))
+	cache[key] = set
+	return set
 }
 
-// expands reports whether rules now asks for something rules before did
-// not.
-func ssExpands(before, now string) bool {
-	had := map[string]bool{}
-	for _, p := range strings.Split(before, "\x01") {
-		had[p] = true
-	}
-	for _, p := range strings.Split(now, "\x01") {
-		if p != "" && !had[p] {
+// ssExpands reports whether the rule set now asks for something before
+// did not (both sorted).
+func ssExpands(before, now []uint64) bool {
+	for _, h := range now {
+		if _, found := slices.BinarySearch(before, h); !found {
 			return true
 		}
 	}
@@ -375,14 +456,26 @@ func (q *ssRequest) validate() error {
 	if len(q.RoomSubscriptions) > ssMaxSubscriptions {
 		return bad("more than %d room subscriptions", ssMaxSubscriptions)
 	}
-	checkConfig := func(what string, c *ssRoomConfig) error {
+	configs := map[string]*ssConfig{}
+	rules := 0
+	q.listCfg, q.subCfg = map[string]*ssConfig{}, map[string]*ssConfig{}
+	checkConfig := func(what string, c *ssRoomConfig) (*ssConfig, error) {
 		if c.TimelineLimit < 0 {
-			return bad("%s: timeline_limit is negative", what)
+			return nil, bad("%s: timeline_limit is negative", what)
 		}
 		if n := len(c.RequiredState.include) + len(c.RequiredState.exclude); n > ssMaxRules {
-			return bad("%s: more than %d required_state rules", what, ssMaxRules)
+			return nil, bad("%s: more than %d required_state rules", what, ssMaxRules)
 		}
-		return nil
+		key, cfg := newSSConfig(&c.RequiredState)
+		if have := configs[key]; have != nil {
+			return have, nil
+		}
+		if rules += len(cfg.rules); rules > ssMaxRequestRules {
+			return nil, bad("more than %d required_state rules in all", ssMaxRequestRules)
+		}
+		cfg.id = len(configs)
+		configs[key] = cfg
+		return cfg, nil
 	}
 	for name, l := range q.Lists {
 		if name == "" || len(name) > 64 {
@@ -400,17 +493,21 @@ func (q *ssRequest) validate() error {
 				return bad("list %s: bad range [%d, %d]", name, r[0], r[1])
 			}
 		}
-		if err := checkConfig("list "+name, &l.ssRoomConfig); err != nil {
+		cfg, err := checkConfig("list "+name, &l.ssRoomConfig)
+		if err != nil {
 			return err
 		}
+		q.listCfg[name] = cfg
 	}
 	for roomID, c := range q.RoomSubscriptions {
 		if !strings.HasPrefix(roomID, "!") {
 			return bad("bad room ID %q", roomID)
 		}
-		if err := checkConfig("subscription "+roomID, &c); err != nil {
+		cfg, err := checkConfig("subscription "+roomID, &c)
+		if err != nil {
 			return err
 		}
+		q.subCfg[roomID] = cfg
 	}
 	return nil
 }
@@ -448,6 +545,10 @@ func (m *ssModule) handle(c *Call) {
 		base = &ssSnapshot{rooms: map[string]ssRoomSent{}, counts: map[string]int{}}
 	} else {
 		conn = m.conns[key]
+		if conn != nil && m.idle(conn) {
+			delete(m.conns, key)
+			conn = nil
+		}
 		id, err := strconv.ParseUint(q.Pos, 10, 64)
 		if conn != nil && err == nil {
 			for i, s := range conn.snaps {
@@ -465,8 +566,9 @@ func (m *ssModule) handle(c *Call) {
 		}
 	}
 	m.used++
-	conn.used = m.used
+	conn.used, conn.seen = m.used, m.n.Now()
 	build := func() (any, bool, error) {
+		conn.seen = m.n.Now()
 		resp, next, empty, err := m.build(&q, c.UserID, c.DeviceID, base)
 		if err != nil {
 			return nil, false, err
@@ -497,30 +599,48 @@ func (m *ssModule) handle(c *Call) {
 	m.rs.longPoll(c, timeout, build)
 }
 
-// newConn starts a connection over, dropping the least recently used
-// ones beyond the bounds.
+// idle reports whether a connection was not used for ssConnIdle.
+func (m *ssModule) idle(c *ssConn) bool { return m.n.Now().Sub(c.seen) >= ssConnIdle }
+
+// newConn starts a connection over. It drops the idle connections, then
+// the least recently used ones beyond the bounds: of the device, of the
+// user, and on the node, where the user's own go first so that one user
+// cannot push the others out.
 func (m *ssModule) newConn(key ssConnKey) *ssConn {
 	delete(m.conns, key)
-	var device []*ssConn
+	var device, user []*ssConn
 	for k, c := range m.conns {
-		if k.userID == key.userID && k.deviceID == key.deviceID {
-			device = append(device, c)
+		switch {
+		case m.idle(c):
+			delete(m.conns, k)
+		case k.userID == key.userID:
+			user = append(user, c)
+			if k.deviceID == key.deviceID {
+				device = append(device, c)
+			}
 		}
 	}
-	drop := func(cs []*ssConn, keep int) {
-		if len(cs) <= keep {
-			return
-		}
-		sort.Slice(cs, func(i, j int) bool { return cs[i].used < cs[j].used })
-		for _, c := range cs[:len(cs)-keep] {
-			delete(m.conns, c.key)
-		}
+	byUse := func(a, b *ssConn) int { return cmp.Compare(a.used, b.used) }
+	slices.SortFunc(device, byUse)
+	slices.SortFunc(user, byUse)
+	for _, c := range device[:max(len(device)-(ssMaxConnsPerDevice-1), 0)] {
+		delete(m.conns, c.key)
 	}
-	drop(device, ssMaxConnsPerDevice-1)
-	if len(m.conns) >= ssMaxConns {
-		drop(slices.Collect(maps.Values(m.conns)), ssMaxConns-1)
+	user = slices.DeleteFunc(user, func(c *ssConn) bool { return m.conns[c.key] != c })
+	for _, c := range user[:max(len(user)-(ssMaxConnsPerUser-1), 0)] {
+		delete(m.conns, c.key)
 	}
-	c := &ssConn{key: key}
+	user = slices.DeleteFunc(user, func(c *ssConn) bool { return m.conns[c.key] != c })
+	for len(m.conns) >= m.maxConns {
+		if len(user) > 0 {
+			delete(m.conns, user[0].key)
+			user = user[1:]
+			continue
+		}
+		oldest := slices.MinFunc(slices.Collect(maps.Values(m.conns)), byUse)
+		delete(m.conns, oldest.key)
+	}
+	c := &ssConn{key: key, seen: m.n.Now()}
 	m.conns[key] = c
 	return c
 }

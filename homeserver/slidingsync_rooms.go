@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"sort"
 
 	"github.com/mxmesh/mxmesh/homeserver/auth"
@@ -135,8 +136,9 @@ func (m *ssModule) build(q *ssRequest, userID, deviceID string, base *ssSnapshot
 					mc = &ssMerged{}
 					window[rooms[i].roomID] = mc
 				}
-				mc.add(&l.ssRoomConfig)
+				// Ranges may overlap: the list's config counts once.
 				if len(mc.lists) == 0 || mc.lists[len(mc.lists)-1] != name {
+					mc.add(l.TimelineLimit, q.listCfg[name])
 					mc.lists = append(mc.lists, name)
 				}
 			}
@@ -154,12 +156,13 @@ func (m *ssModule) build(q *ssRequest, userID, deviceID string, base *ssSnapshot
 			mc = &ssMerged{}
 			window[roomID] = mc
 		}
-		mc.add(&cfg)
+		mc.add(cfg.TimelineLimit, q.subCfg[roomID])
 	}
 
 	initialRooms := map[string]bool{}
+	ruleSets := map[string][]uint64{}
 	for _, roomID := range sortedMapKeys(window) {
-		room, sent, initial, err := b.room(b.entries[roomID], window[roomID])
+		room, sent, initial, err := b.room(b.entries[roomID], window[roomID], ruleSets)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -486,10 +489,13 @@ func (b *ssBuild) roomTags(roomID string) (map[string]bool, error) {
 
 // room builds one room's result, or nil when the connection has it
 // already and nothing changed. sent is what the connection then has.
-func (b *ssBuild) room(e *ssEntry, mc *ssMerged) (*ssRoom, ssRoomSent, bool, error) {
+func (b *ssBuild) room(e *ssEntry, mc *ssMerged, ruleSets map[string][]uint64) (*ssRoom, ssRoomSent, bool, error) {
 	rs := b.m.rs
 	prev, wasSent := b.base.rooms[e.roomID]
-	rules := mc.key()
+	rules := mc.ruleSet(ruleSets)
+	if slices.Equal(rules, prev.rules) {
+		rules = prev.rules // keep one copy across snapshots
+	}
 	memberChanged := wasSent && (e.m.Pos > prev.pos || e.m.Membership != prev.membership)
 	// A room seen only as an invite or knock so far (stripped state) is
 	// sent whole once the user is in it (or rejected).
@@ -590,7 +596,12 @@ func (b *ssBuild) room(e *ssEntry, mc *ssMerged) (*ssRoom, ssRoomSent, bool, err
 	var changed map[auth.StateKey]bool
 	if !initial {
 		changed = map[auth.StateKey]bool{}
-		srows, err := rs.st.RoomStateEventsRange(e.roomID, prev.pos, b.now)
+		// A user who is not in the room sees no state past the leave.
+		upTo := b.now
+		if e.m.Membership != auth.Join {
+			upTo = min(upTo, e.m.Pos)
+		}
+		srows, err := rs.st.RoomStateEventsRange(e.roomID, prev.pos, upTo)
 		if err != nil {
 			return nil, ssRoomSent{}, false, err
 		}
@@ -659,7 +670,16 @@ func (b *ssBuild) room(e *ssEntry, mc *ssMerged) (*ssRoom, ssRoomSent, bool, err
 		membersNew = membersNew || k.Type == auth.TypeMember
 	}
 	if membersNew {
-		joined, invited, heroes := rs.memberSummary(e.roomID, b.userID)
+		var joined, invited int
+		var heroes []string
+		if e.m.Membership == auth.Join {
+			joined, invited, heroes = rs.memberSummary(e.roomID, b.userID)
+		} else {
+			// Not in the room any more: the members as of the leave or
+			// ban (the state the user may see), as /sync shows a left
+			// room frozen at the leave; not who came since.
+			joined, invited, heroes = ssStateMemberSummary(state, b.userID)
+		}
 		room.JoinedCount, room.InvitedCount = &joined, &invited
 		if state[nameKey] == nil {
 			for _, u := range heroes {
@@ -684,4 +704,28 @@ func (b *ssBuild) room(e *ssEntry, mc *ssMerged) (*ssRoom, ssRoomSent, bool, err
 		room.NotificationCount, room.HighlightCount = &u.Notification, &u.Highlight
 	}
 	return room, sent, initial, nil
+}
+
+// ssStateMemberSummary is memberSummary (sync.go) over a state map: the
+// joined and invited members and up to five of them other than userID,
+// sorted.
+func ssStateMemberSummary(state auth.State, userID string) (joined, invited int, heroes []string) {
+	for k, ev := range state {
+		if k.Type != auth.TypeMember {
+			continue
+		}
+		switch ev.Membership() {
+		case auth.Join:
+			joined++
+		case auth.Invite:
+			invited++
+		default:
+			continue
+		}
+		if k.StateKey != userID {
+			heroes = append(heroes, k.StateKey)
+		}
+	}
+	sort.Strings(heroes)
+	return joined, invited, heroes[:min(len(heroes), 5)]
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -528,4 +529,168 @@ func TestSlidingSyncExtensionsOutsideWindow(t *testing.T) {
 	if r, ok := b.Rooms[r1]; !ok || r.Initial || roomAD(b)[r1] == nil {
 		t.Fatalf("back in the window: rooms %v, account data %v", ssRoomIDs(b), roomAD(b))
 	}
+}
+
+// ssSnapRooms is what the newest snapshot of the user's only connection
+// holds per room.
+func ssSnapRooms(t *testing.T, tn *testNode, userID string) map[string]ssRoomSent {
+	t.Helper()
+	m := tn.Module(ssModuleName).(*ssModule)
+	for k, c := range m.conns {
+		if k.userID == userID {
+			return c.snaps[len(c.snaps)-1].rooms
+		}
+	}
+	t.Fatalf("no connection of %s", userID)
+	return nil
+}
+
+// Many lists asking for the same long rules over overlapping ranges cost
+// one config per room, and the snapshot keeps a few bytes per rule, not
+// the rules' text.
+func TestSlidingSyncRequiredStateBounds(t *testing.T) {
+	tn := newTestNode(t, nil)
+	bobID, bt, _ := tn.register("bob", "pw-bob-123")
+	room := tn.createRoom(bt, map[string]any{"preset": "private_chat", "name": "big"})
+	long := strings.Repeat("x", 100)
+	rules := make([][2]string, 0, ssMaxRules)
+	rules = append(rules, [2]string{"m.room.name", ""})
+	for i := 1; i < ssMaxRules; i++ {
+		rules = append(rules, [2]string{fmt.Sprint("t", i, long), ""})
+	}
+	ranges := make([][2]int, ssMaxRanges)
+	for i := range ranges {
+		ranges[i] = [2]int{0, 1 << 30}
+	}
+	lists := map[string]any{}
+	for i := range ssMaxLists {
+		lists[fmt.Sprint("l", i)] = ssListCfg(ranges, 1, rules...)
+	}
+	b := tn.ss(bt, "", map[string]any{"lists": lists})
+	r := b.Rooms[room]
+	if !r.Initial || len(r.Lists) != ssMaxLists || stateTypes(r.RequiredState)["m.room.name"] != 1 {
+		t.Fatalf("room %+v", r)
+	}
+	if sent := ssSnapRooms(t, tn, bobID)[room]; len(sent.rules) != ssMaxRules {
+		t.Fatalf("snapshot keeps %d rule hashes, want %d", len(sent.rules), ssMaxRules)
+	} else if size := 8 * cap(sent.rules); size > 8*ssMaxRules {
+		t.Fatalf("snapshot keeps %d bytes of rules", size)
+	}
+
+	// Fewer rules: not sent again; one more: sent whole again.
+	few := map[string]any{"lists": map[string]any{"l0": ssListCfg(ranges, 1, rules[:3]...)}}
+	b2 := tn.ss(bt, b.Pos, few)
+	if _, sent := b2.Rooms[room]; sent {
+		t.Fatalf("room sent again for fewer rules: %+v", b2.Rooms[room])
+	}
+	more := map[string]any{"lists": map[string]any{"l0": ssListCfg(ranges, 1, append(rules[:3:3], [2]string{"m.room.create", ""})...)}}
+	if r := tn.ss(bt, b2.Pos, more).Rooms[room]; !r.Initial || stateTypes(r.RequiredState)["m.room.create"] != 1 {
+		t.Fatalf("room after a new rule: %+v", r)
+	}
+
+	// Too many lists; too many distinct rules in all.
+	lists["one-more"] = ssListCfg(ranges, 1)
+	wantErr(t, *tn.ssStart(bt, "", 0, map[string]any{"lists": lists}), 400, ErrCodeInvalidParam)
+	other := make([][2]string, len(rules))
+	for i, ru := range rules {
+		other[i] = [2]string{ru[0] + "-other", ""}
+	}
+	wantErr(t, *tn.ssStart(bt, "", 0, map[string]any{"lists": map[string]any{"a": ssListCfg(ranges, 1, rules...)},
+		"room_subscriptions": map[string]any{room: map[string]any{"timeline_limit": 1, "required_state": other},
+			"!other:test.local": map[string]any{"timeline_limit": 1, "required_state": rules[:1]}}}), 400, ErrCodeInvalidParam)
+}
+
+// A kicked user's room shows the members as of the kick, not who joined
+// since.
+func TestSlidingSyncLeftRoomSummary(t *testing.T) {
+	tn := newTestNode(t, nil)
+	aliceID, at, _ := tn.register("alice", "pw-alice-1")
+	bobID, bt, _ := tn.register("bob", "pw-bob-123")
+	_, ct, _ := tn.register("carol", "pw-carol-1")
+	room := tn.createRoom(at, map[string]any{"preset": "public_chat"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(room), bt, nil))
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(room)+"/kick", at, map[string]string{"user_id": bobID}))
+	ok(t, tn.do("POST", cs+"/join/"+esc(room), ct, nil))
+	tn.send(at, room, "t1", "after the kick")
+
+	body := map[string]any{"lists": map[string]any{"all": ssListCfg([][2]int{{0, 9}}, 5)}}
+	r, found := tn.ss(bt, "", body).Rooms[room]
+	if !found || r.Membership != "leave" {
+		t.Fatalf("kicked room: %+v", r)
+	}
+	if r.JoinedCount == nil || *r.JoinedCount != 1 {
+		t.Fatalf("joined_count %s, want 1 (alice at the kick)", ssJSON(r.JoinedCount))
+	}
+	if len(r.Heroes) != 1 || r.Heroes[0]["user_id"] != aliceID {
+		t.Fatalf("heroes %v, want alice only", r.Heroes)
+	}
+	for _, ev := range r.Timeline {
+		if ev["type"] == "m.room.message" {
+			t.Fatalf("timeline past the kick: %v", ev)
+		}
+	}
+}
+
+// One user's many connections push out their own, not other users'.
+func TestSlidingSyncConnectionCaps(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	bobID, bt, _ := tn.register("bob", "pw-bob-123")
+	m := tn.Module(ssModuleName).(*ssModule)
+	m.maxConns = ssMaxConnsPerUser + 1
+	alice := tn.ss(at, "", map[string]any{})
+	tokens := []string{bt}
+	for range 2 {
+		tok := ok(t, tn.do("POST", cs+"/login", "", map[string]any{"type": "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": "bob"}, "password": "pw-bob-123"})).str("access_token")
+		tokens = append(tokens, tok)
+	}
+	// Bob's oldest connection, on the first device.
+	first := tn.ss(bt, "", map[string]any{"conn_id": "first"})
+	for i := range ssMaxConnsPerUser + 5 {
+		tn.ss(tokens[1+i%2], "", map[string]any{"conn_id": fmt.Sprint("c", i)})
+	}
+	bobs := 0
+	for k := range m.conns {
+		if k.userID == bobID {
+			bobs++
+		}
+	}
+	if bobs != ssMaxConnsPerUser || len(m.conns) != ssMaxConnsPerUser+1 {
+		t.Fatalf("bob keeps %d connections, node %d; want %d and %d", bobs, len(m.conns), ssMaxConnsPerUser, ssMaxConnsPerUser+1)
+	}
+	wantErr(t, *tn.ssStart(bt, first.Pos, 0, map[string]any{"conn_id": "first"}), 400, ErrCodeUnknownPos)
+	tn.ss(at, alice.Pos, map[string]any{})
+
+	// With the node full, a new connection of bob's drops his own.
+	m.maxConns = ssMaxConnsPerUser
+	tn.ss(bt, "", map[string]any{"conn_id": "last"})
+	tn.ss(at, alice.Pos, map[string]any{})
+}
+
+// A connection idle for ssConnIdle is dropped; one in use is kept.
+func TestSlidingSyncConnectionIdle(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, bt, _ := tn.register("bob", "pw-bob-123")
+	busy := tn.ss(bt, "", map[string]any{"conn_id": "busy"})
+	lazy := tn.ss(bt, "", map[string]any{"conn_id": "lazy"})
+	for range 3 {
+		tn.clock.Advance(ssConnIdle / 2)
+		busy = tn.ss(bt, busy.Pos, map[string]any{"conn_id": "busy"})
+	}
+	wantErr(t, *tn.ssStart(bt, lazy.Pos, 0, map[string]any{"conn_id": "lazy"}), 400, ErrCodeUnknownPos)
+	// Starting over another connection sweeps the idle ones.
+	idle := tn.ss(bt, "", map[string]any{"conn_id": "idle"})
+	tn.clock.Advance(ssConnIdle)
+	tn.ss(bt, "", map[string]any{"conn_id": "new"})
+	m := tn.Module(ssModuleName).(*ssModule)
+	if len(m.conns) != 1 {
+		t.Fatalf("%d connections kept, want 1", len(m.conns))
+	}
+	wantErr(t, *tn.ssStart(bt, idle.Pos, 0, map[string]any{"conn_id": "idle"}), 400, ErrCodeUnknownPos)
+}
+
+func ssJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
