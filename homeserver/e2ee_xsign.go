@@ -614,13 +614,12 @@ func (m *e2eeModule) checkUploadedSignature(signer string, own map[string]store.
 }
 
 // checkUserSignature checks signer's user-signing signature over userID's
-// master key keyID.
-//
-// NOTSPEC: for a remote user whose keys are not cached, the object is not
-// compared with their server's copy of the master key (that would cost a
-// federation request per upload). The signature is served only merged
-// into a master key with the same public key, so an object that differs
-// yields a signature that does not verify there, which clients reject.
+// master key keyID: the object must be the master key this server holds
+// for userID (its own, or the fresh cache of a remote user's, which a
+// client's /keys/query before signing fills). A remote user whose keys
+// are not cached is refused with M_NOT_FOUND rather than asking their
+// server (a federation request per upload), so a signature is never
+// stored over a key nobody here has seen.
 func (m *e2eeModule) checkUserSignature(signer string, own map[string]store.CrossSigningKey, userID, keyID string, obj json.RawMessage) ([]store.CrossSigningSig, error) {
 	usk, ok := own[store.UsageUserSigning]
 	if !ok {
@@ -644,10 +643,17 @@ func (m *e2eeModule) checkUserSignature(signer string, own map[string]store.Cros
 		} else {
 			return nil, Errorf(404, ErrCodeNotFound, "%s has no master key", userID)
 		}
-	} else if mk, _, err := m.n.store.RemoteCrossSigningKeys(userID); err == nil && mk != nil {
+	} else {
+		mk, _, err := m.n.store.RemoteCrossSigningKeys(userID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if mk == nil {
+			return nil, Errorf(404, ErrCodeNotFound, "the master key of %s is not known here; query their keys first", userID)
+		}
 		current = mk
 	}
-	if current != nil && !sameSignedContent(obj, current) {
+	if !sameSignedContent(obj, current) {
 		return nil, Errorf(400, ErrCodeInvalidParam, "the object is not %s's master key", userID)
 	}
 	pub, err := decodeKey(pubOf(usk.KeyID))

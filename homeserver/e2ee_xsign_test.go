@@ -392,3 +392,28 @@ func TestFedCrossSigning(t *testing.T) {
 		t.Fatal("signing key update from the wrong origin accepted")
 	}
 }
+
+// A user-signing signature over a remote user's master key that this
+// server has not seen is refused: nothing stored, no change announced.
+func TestCrossSigningSignatureUnknownRemoteMaster(t *testing.T) {
+	tn := newTestNode(t, nil)
+	aliceID, aliceTok, _ := tn.register("alice", "pw")
+	ka, kz := newXSKeys(t, aliceID, 51), newXSKeys(t, "@zed:elsewhere.test", 52)
+	if r := tn.do("POST", v3+"/keys/device_signing/upload", aliceTok, ka.all(t)); r.Status != 200 {
+		t.Fatalf("device_signing/upload: %d %s", r.Status, r.Raw)
+	}
+	uskID := "ed25519:" + pub64(ka.userSigner)
+	r := tn.do("POST", v3+"/keys/signatures/upload", aliceTok, map[string]any{kz.userID: map[string]any{
+		pub64(kz.master): signAs(t, kz.keyObj(t, "master", kz.master, nil), aliceID, uskID, ka.userSigner)}})
+	f, _ := r.Body["failures"].(map[string]any)[kz.userID].(map[string]any)
+	if e, _ := f[pub64(kz.master)].(map[string]any); r.Status != 200 || e["errcode"] != ErrCodeNotFound {
+		t.Fatalf("signature over an unknown remote master key: %d %s", r.Status, r.Raw)
+	}
+	if sigs, err := tn.store.CrossSigningSigsOn(kz.userID, aliceID); err != nil || len(sigs) != 0 {
+		t.Fatalf("stored signatures on %s: %v %v", kz.userID, sigs, err)
+	}
+	changed, err := tn.store.DeviceListsChangedSince(0, 1<<62)
+	if err != nil || slices.Contains(changed, kz.userID) {
+		t.Fatalf("device list change announced for %s: %v %v", kz.userID, changed, err)
+	}
+}

@@ -28,7 +28,13 @@ package homeserver
 // maxBackupSessionDataBytes and more than maxBackupSessionsPerRequest keys
 // in one upload, and room and session IDs over maxBackupIDBytes (400
 // M_INVALID_PARAM). Clients upload in batches of a few hundred keys at
-// most; one batch stays well inside max_request_bytes.
+// most; one batch stays well inside max_request_bytes. A version holds at
+// most maxBackupKeysPerVersion keys (413 M_TOO_LARGE for an upload that
+// would add past it; the spec has no code for a full backup, and this is
+// the one clients show as "too large" rather than retry) and a user has
+// at most maxBackupVersions versions that are not deleted (403
+// M_LIMIT_EXCEEDED on creating another; deleting an old one makes room).
+// Deleted versions keep no auth_data.
 
 import (
 	"bytes"
@@ -64,12 +70,20 @@ const (
 	// maxBackupIDBytes bounds room and session IDs (appendices
 	// "Identifier grammar": 255 bytes).
 	maxBackupIDBytes = 255
+	// maxBackupKeysPerVersion bounds the keys in one version: a megolm
+	// session per room per sender device and rotation, so years of heavy
+	// use; at ~2 KiB each, 200 MB of disk.
+	maxBackupKeysPerVersion = 100_000
+	// maxBackupVersions bounds a user's versions that are not deleted.
+	// Clients keep one; old ones linger only until deleted.
+	maxBackupVersions = 100
 )
 
 // keyBackupRoutes is the route group of server-side key backups. It keeps
 // no state of its own: everything is in the store.
 func keyBackupRoutes(n *Node) ([]Route, error) {
-	b := &keyBackups{n: n}
+	b := &keyBackups{n: n, maxKeys: maxBackupKeysPerVersion, maxVersions: maxBackupVersions}
+	n.SetModule(keyBackupModuleName, b)
 	const p = "/_matrix/client/v3/room_keys"
 	routes := []Route{
 		{Method: "POST", Pattern: p + "/version", Auth: AuthUser, Handle: b.handleCreate},
@@ -87,9 +101,16 @@ func keyBackupRoutes(n *Node) ([]Route, error) {
 	return routes, nil
 }
 
+// keyBackupModuleName names the keyBackups module (Node.Module).
+const keyBackupModuleName = "keybackup"
+
 // keyBackups serves the /room_keys endpoints. It belongs to the node loop.
 type keyBackups struct {
 	n *Node
+	// maxKeys and maxVersions are maxBackupKeysPerVersion and
+	// maxBackupVersions (lower in tests).
+	maxKeys     int64
+	maxVersions int
 }
 
 // parseBackupVersion parses a version as this server writes them: a
@@ -157,7 +178,11 @@ func (b *keyBackups) handleCreate(c *Call) {
 		c.Fail(err)
 		return
 	}
-	v, err := b.n.store.CreateKeyBackup(c.UserID, *body.Algorithm, auth)
+	v, err := b.n.store.CreateKeyBackup(c.UserID, *body.Algorithm, auth, b.maxVersions)
+	if errors.Is(err, store.ErrBackupLimit) {
+		c.Fail(Errorf(403, ErrCodeLimitExceeded, "at most %d backup versions; delete an old one first", b.maxVersions))
+		return
+	}
 	if err != nil {
 		c.Fail(err)
 		return
@@ -429,8 +454,10 @@ func (b *keyBackups) handlePutKeys(c *Call) {
 	if !ok {
 		v = -1 // no version of ours: wrong unless there is none at all
 	}
-	etag, count, err := b.n.store.PutBackupKeys(c.UserID, v, keys)
+	etag, count, err := b.n.store.PutBackupKeys(c.UserID, v, keys, b.maxKeys)
 	switch {
+	case errors.Is(err, store.ErrBackupLimit):
+		c.Fail(Errorf(413, ErrCodeTooLarge, "a backup version holds at most %d keys", b.maxKeys))
 	case errors.Is(err, store.ErrNotCurrentBackup):
 		cur, err := b.n.store.KeyBackup(c.UserID, 0)
 		if err != nil {

@@ -445,3 +445,38 @@ func FuzzKeyBackupUpload(f *testing.F) {
 		}
 	})
 }
+
+// The per-version key limit answers 413 M_TOO_LARGE and stores nothing;
+// the per-user version limit answers 403 M_LIMIT_EXCEEDED until a version
+// is deleted.
+func TestKeyBackupLimits(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, tok, _ := tn.register("alice", "pw")
+	b := tn.Module(keyBackupModuleName).(*keyBackups)
+	if b.maxKeys != maxBackupKeysPerVersion || b.maxVersions != maxBackupVersions {
+		t.Fatalf("limits %d %d", b.maxKeys, b.maxVersions)
+	}
+	b.maxKeys, b.maxVersions = 2, 2
+	create := func() testResp {
+		return tn.do("POST", roomKeysPath+"/version", tok, map[string]any{"algorithm": BackupAlgorithmMegolmV1, "auth_data": backupAuth("K")})
+	}
+	wantOK(t, "create 1", create())
+	v := wantOK(t, "create 2", create()).str("version")
+	wantErr(t, create(), 403, ErrCodeLimitExceeded)
+
+	put := func(sessions ...string) testResp {
+		s := map[string]any{}
+		for _, id := range sessions {
+			s[id] = keyData(false, 0, 0, id)
+		}
+		return tn.do("PUT", keysURL(v, "!r:test.local", ""), tok, map[string]any{"sessions": s})
+	}
+	wantOK(t, "two keys", put("a", "b"))
+	wantErr(t, put("a", "c"), 413, ErrCodeTooLarge)
+	if _, n := updated(t, wantOK(t, "version", tn.do("GET", roomKeysPath+"/version/"+v, tok, nil))); n != 2 {
+		t.Fatalf("count after a refused upload: %d", n)
+	}
+
+	wantOK(t, "delete 1", tn.do("DELETE", roomKeysPath+"/version/1", tok, nil))
+	wantOK(t, "create after a delete", create())
+}

@@ -106,11 +106,14 @@ type mediaRepo struct {
 	// waiting, the downloads waiting for a created ID's content.
 	uploading map[string]bool
 	waiting   map[string][]*mediaWaiter
+	// thumbs bounds the thumbnails being made at once.
+	thumbs thumbLimit
 }
 
 func mediaRoutes(n *Node) ([]Route, error) {
 	m := &mediaRepo{n: n, dir: n.cfg.Path(mediaDirName), fetching: map[string][]func(store.Media, error){},
-		uploading: map[string]bool{}, waiting: map[string][]*mediaWaiter{}}
+		uploading: map[string]bool{}, waiting: map[string][]*mediaWaiter{},
+		thumbs: thumbLimit{max: maxThumbnailsRunning, maxQueue: maxThumbnailsQueued}}
 	if err := m.removeTemp(); err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
@@ -206,8 +209,7 @@ func (m *mediaRepo) uploadRow(c *Call, id string) (store.Media, error) {
 func (m *mediaRepo) save(row store.Media, data []byte, insert func(store.Media) error, done func(error)) {
 	row.File = mediaFile(row.Origin, row.MediaID)
 	path := filepath.Join(m.dir, row.File)
-	var werr error
-	m.n.Offload(func() { werr = writeFileAtomic(m.dir, path, data) }, func() {
+	m.n.OffloadErr(func() error { return writeFileAtomic(m.dir, path, data) }, func(werr error) {
 		if werr != nil {
 			done(werr)
 			return

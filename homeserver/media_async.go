@@ -106,12 +106,26 @@ func (m *mediaRepo) handleUploadTo(c *Call) {
 	m.save(row, c.Req.Body, m.n.store.FillPendingMedia, func(err error) {
 		delete(m.uploading, id)
 		if err != nil {
-			c.Fail(fmt.Errorf("media upload to %s: %w", id, err))
+			c.Fail(fillError(id, err))
 			return
 		}
 		m.wake(id)
 		c.Reply(200, map[string]any{})
 	})
+}
+
+// fillError maps a failed fill of id: the pending row gone meanwhile
+// (expired and pruned while the file was written) is 404 M_NOT_FOUND, and
+// content stored meanwhile is 409 M_CANNOT_OVERWRITE_MEDIA, as the checks
+// before the write would have answered.
+func fillError(id string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Errorf(404, ErrCodeNotFound, "unknown media ID")
+	case errors.Is(err, store.ErrExists):
+		return Errorf(409, ErrCodeCannotOverwriteMedia, "media already uploaded")
+	}
+	return fmt.Errorf("media upload to %s: %w", id, err)
 }
 
 // waitPending answers a lookup of a local ID that has no content: 404

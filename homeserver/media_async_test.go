@@ -2,10 +2,14 @@ package homeserver
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxmesh/mxmesh/homeserver/store"
 )
 
 // create reserves a media ID and returns it.
@@ -87,4 +91,25 @@ func TestMediaAsyncUpload(t *testing.T) {
 	}
 	mediaDo(tn, "POST", "/_matrix/media/v1/create", bob, "", nil).wantErr(t, 429, ErrCodeLimitExceeded)
 	create(t, tn, alice)
+}
+
+// A fill whose store write finds the pending row gone, or content already
+// there, answers as the checks before the write would have.
+func TestMediaFillError(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("store: fill pending media x: %w", store.ErrNotFound), 404, ErrCodeNotFound},
+		{fmt.Errorf("store: insert media x: %w", store.ErrExists), 409, ErrCodeCannotOverwriteMedia},
+	} {
+		var e *Error
+		if err := fillError("x", tc.err); !errors.As(err, &e) || e.Status != tc.status || e.Code != tc.code {
+			t.Errorf("fillError(%v) = %v, want %d %s", tc.err, err, tc.status, tc.code)
+		}
+	}
+	if err := fillError("x", errors.New("disk full")); errors.As(err, new(*Error)) {
+		t.Errorf("fillError(disk full) = %v, want an internal error", err)
+	}
 }

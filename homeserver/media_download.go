@@ -129,8 +129,10 @@ func (m *mediaRepo) read(row store.Media, done func([]byte, error)) {
 		return
 	}
 	var data []byte
-	var rerr error
-	m.n.Offload(func() { data, rerr = os.ReadFile(path) }, func() {
+	m.n.OffloadErr(func() (err error) {
+		data, err = os.ReadFile(path)
+		return err
+	}, func(rerr error) {
 		if rerr == nil && int64(len(data)) != row.Size {
 			rerr = fmt.Errorf("file has %d bytes, row says %d", len(data), row.Size)
 		}

@@ -6,8 +6,12 @@ package homeserver
 //
 // PNG, JPEG and GIF (its first frame) are thumbnailed with the standard
 // library: the header is read first (image.DecodeConfig) and images over
-// maxThumbnailPixels are refused before anything is decoded, so a small
-// file claiming a huge canvas cannot exhaust memory. "scale" fits the
+// maxThumbnailPixels, or whose decoding would take more than
+// maxThumbnailDecodeBytes (16-bit colour and progressive JPEG take more
+// per pixel), are refused before anything is decoded, so a small file
+// claiming a huge canvas cannot exhaust memory. At most
+// maxThumbnailsRunning thumbnails are made at once (thumbLimit). A GIF
+// whose first frame is empty is not thumbnailable. "scale" fits the
 // image inside width×height keeping its aspect ratio; "crop" scales it to
 // cover width×height and cuts the middle out. Nothing is ever scaled up:
 // an image already within the requested size is served as it is, except
@@ -25,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -38,6 +43,11 @@ const (
 	// maxThumbnailPixels bounds the source images thumbnailed: 16
 	// megapixels (64 MiB decoded as RGBA).
 	maxThumbnailPixels = 16 << 20
+	// maxThumbnailDecodeBytes bounds the memory decoding a source image
+	// takes (decodedBytesPerPixel): 64 MiB, a 16-megapixel 8-bit RGBA
+	// image, but only 8 megapixels of 16-bit PNG or about 4 of
+	// progressive JPEG.
+	maxThumbnailDecodeBytes = 64 << 20
 	// maxThumbnailSide bounds the requested width and height.
 	maxThumbnailSide = 2048
 	// thumbnailJPEGQuality is the quality of JPEG thumbnails.
@@ -179,15 +189,83 @@ func (m *mediaRepo) thumbnail(row store.Media, tr thumbRequest, done func(ctype 
 		done("", nil, errNotThumbnailable)
 		return
 	}
-	m.read(row, func(src []byte, err error) {
-		if err != nil {
-			done("", nil, err)
+	err := m.thumbs.acquire(func(release func()) {
+		m.read(row, func(src []byte, err error) {
+			if err != nil {
+				release()
+				done("", nil, err)
+				return
+			}
+			var ctype string
+			var out []byte
+			m.n.OffloadErr(func() (err error) {
+				ctype, out, err = makeThumbnail(src, tr)
+				return err
+			}, func(err error) {
+				release()
+				done(ctype, out, err)
+			})
+		})
+	})
+	if err != nil {
+		done("", nil, err)
+	}
+}
+
+// thumbLimit bounds the thumbnails being made at once, node-wide: each
+// holds a decoded image of up to maxThumbnailDecodeBytes, and a node may
+// have 256 MB of RAM. Requests over the limit wait in a short queue, in
+// order; past the queue they are refused with 429 M_LIMIT_EXCEEDED
+// (retry_after_ms thumbnailRetryAfter), which clients already retry.
+// Waiting longer would only hold more source files in memory.
+//
+// A thumbLimit belongs to the node loop; its zero value is unusable (max
+// 0 admits nothing), make it with the maxima.
+type thumbLimit struct {
+	max, maxQueue int
+	running       int
+	queue         []func(release func())
+}
+
+const (
+	// maxThumbnailsRunning is how many thumbnails are made at once.
+	maxThumbnailsRunning = 2
+	// maxThumbnailsQueued is how many more may wait for a turn.
+	maxThumbnailsQueued = 8
+	// thumbnailRetryAfter is the retry_after_ms of a refused thumbnail.
+	thumbnailRetryAfter = 1000
+)
+
+// acquire runs run now if fewer than max are running, else queues it (or
+// fails with 429 when the queue is full). run must call release exactly
+// once, when its work is over; release starts the next queued run.
+func (l *thumbLimit) acquire(run func(release func())) error {
+	if l.running >= l.max {
+		if len(l.queue) >= l.maxQueue {
+			return Errorf(429, ErrCodeLimitExceeded, "too many thumbnails being made; retry later").With("retry_after_ms", thumbnailRetryAfter)
+		}
+		l.queue = append(l.queue, run)
+		return nil
+	}
+	l.start(run)
+	return nil
+}
+
+func (l *thumbLimit) start(run func(release func())) {
+	l.running++
+	released := false
+	run(func() {
+		if released {
 			return
 		}
-		var ctype string
-		var out []byte
-		var terr error
-		m.n.Offload(func() { ctype, out, terr = makeThumbnail(src, tr) }, func() { done(ctype, out, terr) })
+		released = true
+		l.running--
+		if len(l.queue) > 0 && l.running < l.max {
+			next := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			l.start(next)
+		}
 	})
 }
 
@@ -199,7 +277,9 @@ func makeThumbnail(src []byte, tr thumbRequest) (ctype string, out []byte, err e
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", errNotThumbnailable, err)
 	}
-	if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > maxThumbnailPixels {
+	pixels := int64(cfg.Width) * int64(cfg.Height)
+	if cfg.Width < 1 || cfg.Height < 1 || pixels > maxThumbnailPixels ||
+		pixels*decodedBytesPerPixel(cfg.ColorModel, format, src) > maxThumbnailDecodeBytes {
 		return "", nil, errThumbnailTooLarge
 	}
 	ctype = "image/" + format
@@ -220,15 +300,22 @@ func makeThumbnail(src []byte, tr thumbRequest) (ctype string, out []byte, err e
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", errNotThumbnailable, err)
 	}
+	// A GIF's first frame may be smaller than the canvas DecodeConfig
+	// reported, even empty: thumbnail the frame as decoded, and refuse an
+	// empty one.
+	b := img.Bounds()
+	if b.Empty() {
+		return "", nil, fmt.Errorf("%w: first frame is empty", errNotThumbnailable)
+	}
 	var thumb image.Image
 	switch {
-	case cfg.Width <= tr.width && cfg.Height <= tr.height:
+	case b.Dx() <= tr.width && b.Dy() <= tr.height:
 		thumb = img // a still copy of an animated image (its first frame)
 	case tr.crop:
 		thumb = cropImage(img, tr.width, tr.height)
 	default:
-		w, h := fitInside(cfg.Width, cfg.Height, tr.width, tr.height)
-		thumb = scaleImage(img, img.Bounds(), w, h)
+		w, h := fitInside(b.Dx(), b.Dy(), tr.width, tr.height)
+		thumb = scaleImage(img, b, w, h)
 	}
 	var buf bytes.Buffer
 	if format == "jpeg" {
@@ -243,6 +330,57 @@ func makeThumbnail(src []byte, tr thumbRequest) (ctype string, out []byte, err e
 	return ctype, buf.Bytes(), nil
 }
 
+// decodedBytesPerPixel estimates, from the header, the bytes per pixel
+// decoding an image takes with the standard library: the decoded image's
+// own pixel size (8 for 16-bit colour, 4 for RGBA, 3 for YCbCr, 1 for a
+// palette), plus, for a progressive JPEG, the coefficients kept between
+// scans (a 4-byte int32 per sample and component).
+func decodedBytesPerPixel(model color.Model, format string, src []byte) int64 {
+	var n int64
+	switch model {
+	case color.RGBA64Model, color.NRGBA64Model:
+		n = 8
+	case color.Gray16Model:
+		n = 2
+	case color.GrayModel, color.AlphaModel:
+		n = 1
+	case color.YCbCrModel:
+		n = 3
+	default:
+		if _, ok := model.(color.Palette); ok {
+			n = 1
+		} else {
+			n = 4 // RGBA, NRGBA, CMYK, and anything unforeseen
+		}
+	}
+	if format == "jpeg" && jpegProgressive(src) {
+		n += 4 * n
+	}
+	return n
+}
+
+// jpegProgressive reports whether the JPEG src is progressive: its frame
+// header (the first SOFn marker segment) is SOF2 (ITU T.81 B.1.1.3,
+// table B.1). It walks the marker segments before the first scan, so
+// bytes inside other segments (an EXIF thumbnail) are not mistaken for it.
+func jpegProgressive(src []byte) bool {
+	i := 2 // after SOI
+	for i+4 <= len(src) && src[i] == 0xff {
+		marker := src[i+1]
+		switch {
+		case marker == 0xff: // fill byte
+			i++
+			continue
+		case marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc:
+			return marker == 0xc2 || marker == 0xc6 || marker == 0xca || marker == 0xce
+		case marker == 0xda: // start of scan: no frame header seen
+			return false
+		}
+		i += 2 + (int(src[i+2])<<8 | int(src[i+3]))
+	}
+	return false
+}
+
 // mayBeAnimated reports whether src could hold more than one frame: any
 // GIF, or a PNG with an APNG animation control chunk. Such an image is
 // never served as it is, since a thumbnail must not be animated unless
@@ -252,9 +390,10 @@ func mayBeAnimated(format string, src []byte) bool {
 }
 
 // fitInside is the largest size with the aspect ratio of w×h that fits in
-// maxW×maxH (at least 1×1), never larger than w×h.
+// maxW×maxH (at least 1×1), never larger than w×h. An empty w×h gives
+// itself.
 func fitInside(w, h, maxW, maxH int) (int, int) {
-	if w <= maxW && h <= maxH {
+	if w <= maxW && h <= maxH || w < 1 || h < 1 {
 		return w, h
 	}
 	// Compare maxW/w with maxH/h without floating point.
@@ -266,11 +405,14 @@ func fitInside(w, h, maxW, maxH int) (int, int) {
 
 // cropImage scales img so that it covers w×h with its aspect ratio kept,
 // then cuts out the middle w×h. Without scaling up: a side shorter than
-// asked stays as it is.
+// asked stays as it is. An empty image or size gives an empty image.
 func cropImage(img image.Image, w, h int) image.Image {
 	b := img.Bounds()
 	sw, sh := b.Dx(), b.Dy()
 	w, h = min(w, sw), min(h, sh)
+	if w < 1 || h < 1 {
+		return image.NewRGBA(image.Rectangle{})
+	}
 	// The source region with the target's aspect ratio, as large as fits.
 	rw, rh := sw, int(int64(sw)*int64(h)/int64(w))
 	if rh > sh {
@@ -283,8 +425,11 @@ func cropImage(img image.Image, w, h int) image.Image {
 
 // scaleImage scales the region r of src to w×h (no larger than r) by
 // averaging, in premultiplied RGBA, the source pixels each output pixel
-// covers.
+// covers. An empty r or size gives an empty image.
 func scaleImage(src image.Image, r image.Rectangle, w, h int) *image.RGBA {
+	if r.Empty() || w < 1 || h < 1 {
+		return image.NewRGBA(image.Rectangle{})
+	}
 	dst := image.NewRGBA(image.Rect(0, 0, w, h))
 	sw, sh := r.Dx(), r.Dy()
 	for dy := 0; dy < h; dy++ {

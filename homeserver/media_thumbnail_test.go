@@ -3,6 +3,7 @@ package homeserver
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -187,5 +188,131 @@ func TestFitInside(t *testing.T) {
 		if w, h := fitInside(tc.w, tc.h, tc.mw, tc.mh); w != tc.ww || h != tc.wh {
 			t.Errorf("fitInside(%d,%d,%d,%d) = %d,%d, want %d,%d", tc.w, tc.h, tc.mw, tc.mh, w, h, tc.ww, tc.wh)
 		}
+	}
+}
+
+// emptyFrameGIF is a GIF with a 64×64 canvas whose only frame is 0×0.
+func emptyFrameGIF() []byte {
+	return []byte{
+		'G', 'I', 'F', '8', '9', 'a',
+		64, 0, 64, 0, 0x80, 0, 0, // screen 64×64, a global table of 2 colours
+		0, 0, 0, 255, 255, 255,
+		0x2c, 0, 0, 0, 0, 0, 0, 0, 0, 0, // image descriptor: 0×0 at 0,0
+		2, 1, 0x2c, 0, // LZW minimum code size 2; clear code then end code
+		0x3b,
+	}
+}
+
+// A frame smaller than the canvas DecodeConfig reports, down to 0×0, must
+// not reach the scaler with an empty source (it divided by zero and, off
+// the loop, took the node down). Anonymous legacy thumbnails reach it.
+func TestMediaThumbnailEmptyGIFFrame(t *testing.T) {
+	src := emptyFrameGIF()
+	if cfg, err := gif.DecodeConfig(bytes.NewReader(src)); err != nil || cfg.Width != 64 {
+		t.Fatalf("test GIF header: %+v %v", cfg, err)
+	}
+	if img, err := gif.Decode(bytes.NewReader(src)); err != nil || !img.Bounds().Empty() {
+		t.Fatalf("test GIF frame: %v %v", img, err)
+	}
+	tn := newTestNode(t, nil)
+	_, tok, _ := tn.register("alice", "pw")
+	_, id := upload(t, tn, tok, "image/gif", "", src)
+	for _, q := range []string{"width=32&height=32&method=crop", "width=32&height=32&method=scale", "width=96&height=96"} {
+		mediaDo(tn, "GET", mediaLegacy+"/thumbnail/test.local/"+id+"?"+q, "", "", nil).wantErr(t, 400, ErrCodeUnknown)
+	}
+	// The scaler and cropper themselves give empty images for empty input.
+	empty := image.NewRGBA(image.Rect(5, 5, 5, 5))
+	if b := cropImage(empty, 32, 32).Bounds(); !b.Empty() {
+		t.Fatalf("cropImage of an empty image: %v", b)
+	}
+	if b := scaleImage(empty, empty.Bounds(), 32, 32).Bounds(); !b.Empty() {
+		t.Fatalf("scaleImage of an empty region: %v", b)
+	}
+}
+
+// At most maxThumbnailsRunning thumbnails are made at once; the next
+// maxThumbnailsQueued wait in order, and the rest get 429.
+func TestThumbLimit(t *testing.T) {
+	l := thumbLimit{max: 2, maxQueue: 2}
+	var releases []func()
+	var started []int
+	for i := range 4 {
+		if err := l.acquire(func(release func()) { started = append(started, i); releases = append(releases, release) }); err != nil {
+			t.Fatalf("acquire %d: %v", i, err)
+		}
+	}
+	var e *Error
+	if err := l.acquire(func(func()) { t.Fatal("ran past the queue") }); !errors.As(err, &e) || e.Status != 429 ||
+		e.Code != ErrCodeLimitExceeded || e.Extra["retry_after_ms"] != thumbnailRetryAfter {
+		t.Fatalf("past the queue: %v", err)
+	}
+	if len(started) != 2 {
+		t.Fatalf("started %v, want 2 running", started)
+	}
+	releases[0]()
+	releases[0]() // a second release is ignored
+	if len(started) != 3 || started[2] != 2 || l.running != 2 {
+		t.Fatalf("after one release: started %v, running %d", started, l.running)
+	}
+	for i := 1; i < len(releases); i++ {
+		releases[i]()
+	}
+	if len(started) != 4 || l.running != 0 || len(l.queue) != 0 {
+		t.Fatalf("after all releases: started %v, running %d, queued %d", started, l.running, len(l.queue))
+	}
+
+	// Through the API: with the node's limit taken, a request is refused.
+	tn := newTestNode(t, nil)
+	_, tok, _ := tn.register("alice", "pw")
+	_, id := upload(t, tn, tok, "image/png", "", encodePNG(t, twoTone(200, 100)))
+	m := tn.Module(mediaModuleName).(*mediaRepo)
+	m.thumbs.running = m.thumbs.max
+	for range m.thumbs.maxQueue {
+		m.thumbs.queue = append(m.thumbs.queue, func(release func()) {})
+	}
+	r := mediaDo(tn, "GET", mediaV1+"/thumbnail/test.local/"+id+"?width=32&height=32", tok, "", nil)
+	r.wantErr(t, 429, ErrCodeLimitExceeded)
+	if r.json(t)["retry_after_ms"] != float64(thumbnailRetryAfter) {
+		t.Fatalf("429 without retry_after_ms: %s", r.Data)
+	}
+}
+
+// pngHeader is a 1×1 PNG of img whose IHDR claims w×h; only the header
+// is right, so decoding it fails.
+func pngHeader(t *testing.T, img image.Image, w, h uint32) []byte {
+	src := encodePNG(t, img)
+	binary.BigEndian.PutUint32(src[16:], w)
+	binary.BigEndian.PutUint32(src[20:], h)
+	binary.BigEndian.PutUint32(src[29:], crc32.ChecksumIEEE(src[12:29]))
+	return src
+}
+
+// The decode budget counts bytes, not pixels: 9 megapixels of 16-bit PNG
+// are refused from the header, the same size in 8 bits is attempted.
+func TestThumbnailDecodeBudget(t *testing.T) {
+	tr := thumbRequest{width: 32, height: 32}
+	deep := pngHeader(t, image.NewRGBA64(image.Rect(0, 0, 1, 1)), 3000, 3000)
+	if _, _, err := makeThumbnail(deep, tr); !errors.Is(err, errThumbnailTooLarge) {
+		t.Fatalf("16-bit 3000x3000: %v, want errThumbnailTooLarge", err)
+	}
+	shallow := pngHeader(t, image.NewNRGBA(image.Rect(0, 0, 1, 1)), 3000, 3000)
+	if _, _, err := makeThumbnail(shallow, tr); !errors.Is(err, errNotThumbnailable) {
+		t.Fatalf("8-bit 3000x3000 (truncated): %v, want errNotThumbnailable", err)
+	}
+
+	// A progressive JPEG is told by its frame header, not by FF C2 bytes
+	// inside an earlier segment.
+	app := []byte{0xff, 0xd8, 0xff, 0xe1, 0x00, 0x06, 0xff, 0xc2, 0x00, 0x00}
+	frame := func(sof byte) []byte {
+		return append(bytes.Clone(app), 0xff, sof, 0x00, 0x0b, 8, 0, 1, 0, 1, 1, 1, 0x11, 0)
+	}
+	if jpegProgressive(frame(0xc0)) || !jpegProgressive(frame(0xc2)) || jpegProgressive(app) {
+		t.Fatal("jpegProgressive misreads the frame header")
+	}
+	if got := decodedBytesPerPixel(color.YCbCrModel, "jpeg", frame(0xc2)); got != 15 {
+		t.Fatalf("progressive YCbCr: %d bytes per pixel, want 15", got)
+	}
+	if got := decodedBytesPerPixel(color.YCbCrModel, "jpeg", frame(0xc0)); got != 3 {
+		t.Fatalf("baseline YCbCr: %d bytes per pixel, want 3", got)
 	}
 }

@@ -9,6 +9,7 @@ package homeserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -22,6 +23,12 @@ const pushersModuleName = "pushers"
 const (
 	maxPushKeyBytes = 512 // pushkey: "Max length, 512 bytes"
 	maxAppIDChars   = 64  // app_id: "Max length, 64 chars"
+	// maxPushersPerUser bounds a user's pushers: each event that notifies
+	// costs a request per pusher.
+	// NOTSPEC: the spec sets no limit; a new pusher past it is refused
+	// with 400 M_LIMIT_EXCEEDED (400, not 429: waiting does not help,
+	// deleting a pusher does). Replacing an existing one always works.
+	maxPushersPerUser = 20
 )
 
 // pushersModule is the per-node state of pushers: who has one and the
@@ -34,6 +41,11 @@ type pushersModule struct {
 	// seen is the newest stream position whose events were considered.
 	seen   int64
 	queues map[pushKey]*pushQueue
+	// batchUnread holds, during pushCommitted, the unread totals already
+	// computed for the batch (unreadTotal); nil outside it.
+	batchUnread map[string]int
+	// unreadTotals counts unreadTotal's computations (for tests).
+	unreadTotals int
 }
 
 // pushersOf returns the node's pushers module, or nil.
@@ -180,7 +192,12 @@ func (pm *pushersModule) handleSet(c *Call) {
 	p := store.Pusher{UserID: c.UserID, AppID: key.appID, PushKey: key.pushKey, DeviceID: c.DeviceID, Kind: *req.Kind,
 		AppDisplayName: *req.AppDisplayName, DeviceDisplayName: *req.DeviceDisplayName, ProfileTag: req.ProfileTag,
 		Lang: *req.Lang, Data: compact, PushKeyTS: pm.n.Now().UnixMilli()}
-	if err := pm.n.store.SetPusher(p, req.Append); err != nil {
+	err = pm.n.store.SetPusher(p, req.Append, maxPushersPerUser)
+	if errors.Is(err, store.ErrPusherLimit) {
+		c.Fail(Errorf(400, ErrCodeLimitExceeded, "at most %d pushers per user; delete one first", maxPushersPerUser))
+		return
+	}
+	if err != nil {
 		c.Fail(err)
 		return
 	}

@@ -18,7 +18,8 @@ package homeserver
 // newer one for the same room (the gateway gets the newest event and the
 // current count), and a queue holds at most maxPushPending rooms (the
 // oldest is dropped). The body is built when the request goes out, so
-// counts.unread is current then. Transport failures, 5xx and 429 are
+// counts.unread is current then (computed once per user for the
+// requests a commit batch starts). A pusher is looked up by its key. Transport failures, 5xx and 429 are
 // retried after pushRetryBase, doubling up to pushRetryMax, at most
 // maxPushAttempts times; then the notification is dropped. Retries and
 // queues live in memory only: a restart loses what was queued. Pushkeys
@@ -26,6 +27,7 @@ package homeserver
 
 import (
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -97,6 +99,8 @@ func (rs *roomsModule) pushCommitted(rooms map[string]bool) {
 	}
 	from := pm.seen
 	pm.seen = max(pm.seen, rs.pos)
+	pm.batchUnread = map[string]int{}
+	defer func() { pm.batchUnread = nil }()
 	if len(pm.users) == 0 || rs.n.pusher == nil || len(rooms) == 0 {
 		return
 	}
@@ -278,18 +282,13 @@ func (pm *pushersModule) send(q *pushQueue) {
 	delete(pm.queues, q.key)
 }
 
-// pusherOf loads one pusher from the store.
-func (pm *pushersModule) pusherOf(k pushKey) (store.Pusher, bool, error) {
-	ps, err := pm.n.store.Pushers(k.userID)
-	if err != nil {
-		return store.Pusher{}, false, err
+// pusherOf loads one pusher from the store; ok is false when it is gone.
+func (pm *pushersModule) pusherOf(k pushKey) (p store.Pusher, ok bool, err error) {
+	p, err = pm.n.store.Pusher(k.userID, k.appID, k.pushKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Pusher{}, false, nil
 	}
-	for _, p := range ps {
-		if p.AppID == k.appID && p.PushKey == k.pushKey {
-			return p, true, nil
-		}
-	}
-	return store.Pusher{}, false, nil
+	return p, err == nil, err
 }
 
 // answered handles the gateway's answer to the notification of event sent.
@@ -415,12 +414,18 @@ func (pm *pushersModule) notifyBody(p store.Pusher, note pushNote) ([]byte, erro
 
 // unreadTotal sums the user's unread notification counts over the rooms
 // they are joined to (push-gateway-api counts.unread: "across all of the
-// rooms they are a member of"), with the counting /sync uses.
+// rooms they are a member of"), with the counting /sync uses. Within a
+// commit batch (pushCommitted) it is computed once per user: the batch's
+// notifications to all of the user's pushers and rooms share it.
 func (pm *pushersModule) unreadTotal(userID string) (int, error) {
+	if total, ok := pm.batchUnread[userID]; ok {
+		return total, nil
+	}
 	rs := roomsOf(pm.n)
 	if rs == nil {
 		return 0, nil
 	}
+	pm.unreadTotals++
 	rooms := make([]string, 0, len(rs.userRooms[userID]))
 	for id := range rs.userRooms[userID] {
 		if rs.membership(id, userID) == auth.Join {
@@ -435,6 +440,9 @@ func (pm *pushersModule) unreadTotal(userID string) (int, error) {
 			return 0, err
 		}
 		total += c.Notification
+	}
+	if pm.batchUnread != nil {
+		pm.batchUnread[userID] = total
 	}
 	return total, nil
 }

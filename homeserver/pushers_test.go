@@ -3,6 +3,7 @@ package homeserver
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -372,5 +373,53 @@ func TestPushPriority(t *testing.T) {
 	mp.Run()
 	if notes := pushNotes(t, mp); len(notes) != 1 || notes[0]["prio"] != "high" {
 		t.Fatalf("mention: %v (bob is %s)", notes, bob)
+	}
+}
+
+// A user has at most maxPushersPerUser pushers; replacing one still works.
+func TestPushersLimit(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, tok, _ := tn.register("alice", "pw")
+	for i := range maxPushersPerUser {
+		ok(t, tn.do("POST", cs+"/pushers/set", tok, setPusher("app", fmt.Sprint("key", i), testPushURL)))
+	}
+	wantErr(t, tn.do("POST", cs+"/pushers/set", tok, setPusher("app", "one too many", testPushURL)), 400, ErrCodeLimitExceeded)
+	ok(t, tn.do("POST", cs+"/pushers/set", tok, setPusher("app", "key0", testPushURL)))
+	if got := len(listPushers(t, tn, tok)); got != maxPushersPerUser {
+		t.Fatalf("%d pushers, want %d", got, maxPushersPerUser)
+	}
+}
+
+// One batch's notifications to all of a user's pushers share one unread
+// total.
+func TestPushUnreadOncePerBatch(t *testing.T) {
+	tn := newTestNode(t, nil)
+	mp := &MemoryPusher{}
+	tn.pusher = mp
+	_, atok, _ := tn.register("alice", "pw")
+	bob, btok, _ := tn.register("bob", "pw")
+	for _, k := range []string{"k1", "k2", "k3"} {
+		ok(t, tn.do("POST", cs+"/pushers/set", btok, setPusher("app.bob", k, testPushURL)))
+	}
+	room := tn.createRoom(atok, map[string]any{})
+	ok(t, tn.do("POST", cs+"/rooms/"+esc(room)+"/invite", atok, map[string]string{"user_id": bob}))
+	ok(t, tn.do("POST", cs+"/join/"+esc(room), btok, map[string]any{}))
+	mp.Run()
+	mp.Sent = nil
+	pm := pushersOf(tn.Node)
+	before := pm.unreadTotals
+	tn.send(atok, room, "t1", "hello")
+	mp.Run()
+	notes := pushNotes(t, mp)
+	if len(notes) != 3 {
+		t.Fatalf("got %d notifications, want one per pusher: %s", len(notes), mp.Sent)
+	}
+	for _, n := range notes {
+		if n["counts"].(map[string]any)["unread"] != 1.0 {
+			t.Fatalf("counts: %v", n["counts"])
+		}
+	}
+	if got := pm.unreadTotals - before; got != 1 {
+		t.Fatalf("unread total computed %d times for one batch, want 1", got)
 	}
 }

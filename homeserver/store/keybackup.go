@@ -11,6 +11,10 @@ package store
 // changes to them (etag): every write that adds, replaces or deletes at
 // least one key moves the etag on, so a client can tell whether another
 // device touched the backup since its own last write.
+//
+// Deleted versions are pruned: their auth_data is cleared at once, and
+// only the newest deleted row is kept (it holds the highest number handed
+// out). A version with no row below that number was deleted before.
 
 import (
 	"database/sql"
@@ -22,6 +26,11 @@ import (
 // version that exists but is not the user's current one (or does not
 // exist while another one is current).
 var ErrNotCurrentBackup = errors.New("store: not the current key backup version")
+
+// ErrBackupLimit is returned when a write would take a user past the
+// caller's limit on live backup versions, or a version past its limit
+// on keys.
+var ErrBackupLimit = errors.New("store: key backup limit reached")
 
 // KeyBackup is one of a user's backup versions.
 type KeyBackup struct {
@@ -61,17 +70,24 @@ func (k BackupKey) Replaces(old BackupKey) bool {
 }
 
 // CreateKeyBackup creates a new backup version for userID, which becomes
-// the current one, and returns its number.
-func (s *Store) CreateKeyBackup(userID, algorithm string, authData []byte) (int64, error) {
+// the current one, and returns its number. ErrBackupLimit when the user
+// already has maxLive versions that are not deleted.
+func (s *Store) CreateKeyBackup(userID, algorithm string, authData []byte, maxLive int) (int64, error) {
 	var version int64
 	err := s.Tx(func(tx *sql.Tx) error {
-		if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) + 1 FROM key_backup_versions WHERE user_id = ?`,
-			userID).Scan(&version); err != nil {
+		var live int
+		if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) + 1, COUNT(*) FILTER (WHERE NOT deleted)
+			FROM key_backup_versions WHERE user_id = ?`, userID).Scan(&version, &live); err != nil {
 			return err
 		}
-		_, err := tx.Exec(`INSERT INTO key_backup_versions (user_id, version, algorithm, auth_data, etag, key_count, deleted)
-			VALUES (?, ?, ?, ?, 0, 0, ?)`, userID, version, algorithm, string(authData), false)
-		return err
+		if live >= maxLive {
+			return ErrBackupLimit
+		}
+		if _, err := tx.Exec(`INSERT INTO key_backup_versions (user_id, version, algorithm, auth_data, etag, key_count, deleted)
+			VALUES (?, ?, ?, ?, 0, 0, ?)`, userID, version, algorithm, string(authData), false); err != nil {
+			return err
+		}
+		return pruneDeletedBackups(tx, userID)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: create key backup %s: %w", userID, describe(err))
@@ -128,6 +144,16 @@ func (s *Store) DeleteKeyBackup(userID string, version int64) error {
 		err := tx.QueryRow(`SELECT deleted FROM key_backup_versions WHERE user_id = ? AND version = ?`,
 			userID, version).Scan(&deleted)
 		if errors.Is(err, sql.ErrNoRows) {
+			// Numbers are handed out in order: one below the highest
+			// was deleted and pruned.
+			var highest int64
+			if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM key_backup_versions WHERE user_id = ?`,
+				userID).Scan(&highest); err != nil {
+				return err
+			}
+			if version < highest {
+				return nil
+			}
 			return ErrNotFound
 		}
 		if err != nil || deleted {
@@ -136,9 +162,11 @@ func (s *Store) DeleteKeyBackup(userID string, version int64) error {
 		if _, err := tx.Exec(`DELETE FROM key_backup_keys WHERE user_id = ? AND version = ?`, userID, version); err != nil {
 			return err
 		}
-		_, err = tx.Exec(`UPDATE key_backup_versions SET deleted = ?, key_count = 0, etag = etag + 1
-			WHERE user_id = ? AND version = ?`, true, userID, version)
-		return err
+		if _, err = tx.Exec(`UPDATE key_backup_versions SET deleted = ?, key_count = 0, etag = etag + 1, auth_data = '{}'
+			WHERE user_id = ? AND version = ?`, true, userID, version); err != nil {
+			return err
+		}
+		return pruneDeletedBackups(tx, userID)
 	})
 	if err != nil {
 		return fmt.Errorf("store: delete key backup %s %d: %w", userID, version, describe(err))
@@ -148,11 +176,12 @@ func (s *Store) DeleteKeyBackup(userID string, version int64) error {
 
 // PutBackupKeys stores keys in userID's backup version, which must be the
 // current one (ErrNotCurrentBackup; ErrNotFound when the user has no
-// backup at all). A key for a session the version already holds replaces
+// backup at all). ErrBackupLimit, and nothing stored, when the version
+// would hold more than maxKeys keys. A key for a session the version already holds replaces
 // the stored one only as BackupKey.Replaces says. All keys are written or
 // none. It returns the version's etag and key count afterwards; the etag
 // moves on only when at least one key was added or replaced.
-func (s *Store) PutBackupKeys(userID string, version int64, keys []BackupKey) (etag, count int64, err error) {
+func (s *Store) PutBackupKeys(userID string, version int64, keys []BackupKey, maxKeys int64) (etag, count int64, err error) {
 	err = s.Tx(func(tx *sql.Tx) error {
 		cur, err := currentBackup(tx, userID)
 		if err != nil {
@@ -194,8 +223,14 @@ func (s *Store) PutBackupKeys(userID string, version int64, keys []BackupKey) (e
 				return err
 			}
 		}
-		return tx.QueryRow(`SELECT etag, key_count FROM key_backup_versions WHERE user_id = ? AND version = ?`,
-			userID, version).Scan(&etag, &count)
+		if err := tx.QueryRow(`SELECT etag, key_count FROM key_backup_versions WHERE user_id = ? AND version = ?`,
+			userID, version).Scan(&etag, &count); err != nil {
+			return err
+		}
+		if added > 0 && count > maxKeys {
+			return ErrBackupLimit // rolls the keys back
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: put backup keys %s %d: %w", userID, version, describe(err))
@@ -267,6 +302,14 @@ func (s *Store) DeleteBackupKeys(userID string, version int64, roomID, sessionID
 		return 0, 0, fmt.Errorf("store: delete backup keys %s %d: %w", userID, version, describe(err))
 	}
 	return etag, count, nil
+}
+
+// pruneDeletedBackups removes userID's deleted versions but the newest
+// row, which keeps the highest number handed out.
+func pruneDeletedBackups(tx *sql.Tx, userID string) error {
+	_, err := tx.Exec(`DELETE FROM key_backup_versions WHERE user_id = ? AND deleted = ?
+		AND version < (SELECT MAX(version) FROM key_backup_versions WHERE user_id = ?)`, userID, true, userID)
+	return err
 }
 
 // queryRower is what currentBackup and liveBackup need: a *sql.DB or a

@@ -46,14 +46,14 @@ func TestKeyBackupVersionsAndKeys(t *testing.T) {
 	if _, err := s.KeyBackup(u, 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("current backup of a user without one: %v", err)
 	}
-	if _, _, err := s.PutBackupKeys(u, 1, []BackupKey{{RoomID: "!r", SessionID: "s"}}); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.PutBackupKeys(u, 1, []BackupKey{{RoomID: "!r", SessionID: "s"}}, 100); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("put without a backup: %v", err)
 	}
-	v1, err := s.CreateKeyBackup(u, "alg", []byte(`{"a":1}`))
+	v1, err := s.CreateKeyBackup(u, "alg", []byte(`{"a":1}`), 100)
 	if err != nil || v1 != 1 {
 		t.Fatalf("create: %d %v", v1, err)
 	}
-	if v, err := s.CreateKeyBackup(other, "alg", []byte(`{}`)); err != nil || v != 1 {
+	if v, err := s.CreateKeyBackup(other, "alg", []byte(`{}`), 100); err != nil || v != 1 {
 		t.Fatalf("versions are per user: %d %v", v, err)
 	}
 	keys := []BackupKey{
@@ -61,19 +61,19 @@ func TestKeyBackupVersionsAndKeys(t *testing.T) {
 		{RoomID: "!a", SessionID: "s2", FirstMessageIndex: 0, SessionData: []byte(`{"d":"a2"}`)},
 		{RoomID: "!b", SessionID: "s1", IsVerified: true, SessionData: []byte(`{"d":"b1"}`)},
 	}
-	etag, count, err := s.PutBackupKeys(u, v1, keys)
+	etag, count, err := s.PutBackupKeys(u, v1, keys, 100)
 	if err != nil || count != 3 || etag != 1 {
 		t.Fatalf("put: etag %d count %d %v", etag, count, err)
 	}
 	// A worse key changes nothing, the etag included.
 	worse := BackupKey{RoomID: "!a", SessionID: "s1", FirstMessageIndex: 6, SessionData: []byte(`{"d":"worse"}`)}
-	if e, c, err := s.PutBackupKeys(u, v1, []BackupKey{worse}); err != nil || e != etag || c != 3 {
+	if e, c, err := s.PutBackupKeys(u, v1, []BackupKey{worse}, 100); err != nil || e != etag || c != 3 {
 		t.Fatalf("put worse: etag %d count %d %v", e, c, err)
 	}
 	// A better one replaces it and moves the etag; a new one counts.
 	better := BackupKey{RoomID: "!a", SessionID: "s1", FirstMessageIndex: 5, ForwardedCount: 0, SessionData: []byte(`{"d":"better"}`)}
 	fresh := BackupKey{RoomID: "!c", SessionID: "s9", SessionData: []byte(`{"d":"c9"}`)}
-	e2, c2, err := s.PutBackupKeys(u, v1, []BackupKey{better, fresh})
+	e2, c2, err := s.PutBackupKeys(u, v1, []BackupKey{better, fresh}, 100)
 	if err != nil || e2 == etag || c2 != 4 || backupKeyCount(t, s, u, v1) != 4 {
 		t.Fatalf("put better: etag %d count %d %v", e2, c2, err)
 	}
@@ -92,11 +92,11 @@ func TestKeyBackupVersionsAndKeys(t *testing.T) {
 	}
 
 	// A new version becomes current; the old one is read-only.
-	v2, err := s.CreateKeyBackup(u, "alg", []byte(`{"a":2}`))
+	v2, err := s.CreateKeyBackup(u, "alg", []byte(`{"a":2}`), 100)
 	if err != nil || v2 != 2 {
 		t.Fatalf("second create: %d %v", v2, err)
 	}
-	if _, _, err := s.PutBackupKeys(u, v1, []BackupKey{fresh}); !errors.Is(err, ErrNotCurrentBackup) {
+	if _, _, err := s.PutBackupKeys(u, v1, []BackupKey{fresh}, 100); !errors.Is(err, ErrNotCurrentBackup) {
 		t.Fatalf("put into the old version: %v", err)
 	}
 	if b, err := s.KeyBackup(u, 0); err != nil || b.Version != v2 || b.Count != 0 || string(b.AuthData) != `{"a":2}` {
@@ -149,11 +149,79 @@ func TestKeyBackupVersionsAndKeys(t *testing.T) {
 		t.Fatalf("delete keys of a deleted version: %v", err)
 	}
 	// Numbers are never reused.
-	if v3, err := s.CreateKeyBackup(u, "alg", []byte(`{}`)); err != nil || v3 != 3 {
+	if v3, err := s.CreateKeyBackup(u, "alg", []byte(`{}`), 100); err != nil || v3 != 3 {
 		t.Fatalf("create after deletes: %d %v", v3, err)
 	}
 	// The other user's backup was never touched.
 	if b, err := s.KeyBackup(other, 0); err != nil || b.Version != 1 || b.Count != 0 {
 		t.Fatalf("other user's backup: %+v %v", b, err)
+	}
+}
+
+// The caller's limits hold, an upload past them stores nothing, and
+// deleted versions leave one row without auth_data behind.
+func TestKeyBackupLimitsAndPruning(t *testing.T) {
+	s := openE2EE(t)
+	const u = "@u:x"
+	for i := range 3 {
+		if _, err := s.CreateKeyBackup(u, "alg", []byte(`{"secret":1}`), 3); err != nil {
+			t.Fatalf("create %d: %v", i+1, err)
+		}
+	}
+	if _, err := s.CreateKeyBackup(u, "alg", []byte(`{}`), 3); !errors.Is(err, ErrBackupLimit) {
+		t.Fatalf("fourth live version: %v", err)
+	}
+	key := func(sid string) BackupKey { return BackupKey{RoomID: "!r", SessionID: sid, SessionData: []byte(`{}`)} }
+	if _, c, err := s.PutBackupKeys(u, 3, []BackupKey{key("a"), key("b")}, 2); err != nil || c != 2 {
+		t.Fatalf("up to the limit: %d %v", c, err)
+	}
+	// Replacing a stored key is not adding one.
+	better := key("a")
+	better.IsVerified = true
+	if _, c, err := s.PutBackupKeys(u, 3, []BackupKey{better}, 2); err != nil || c != 2 {
+		t.Fatalf("replace at the limit: %d %v", c, err)
+	}
+	if _, _, err := s.PutBackupKeys(u, 3, []BackupKey{better, key("c")}, 2); !errors.Is(err, ErrBackupLimit) {
+		t.Fatalf("past the limit: %v", err)
+	}
+	if b, err := s.KeyBackup(u, 3); err != nil || b.Count != 2 || backupKeyCount(t, s, u, 3) != 2 {
+		t.Fatalf("after a refused upload: %+v %v", b, err)
+	}
+
+	// Deleting frees a slot; deleted rows are pruned to the newest, whose
+	// auth_data is gone; deleting a pruned version again still succeeds.
+	for _, v := range []int64{1, 2} {
+		if err := s.DeleteKeyBackup(u, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func() (n int, auth string) {
+		t.Helper()
+		if err := s.DB.QueryRow(`SELECT COUNT(*), COALESCE(MAX(auth_data), '') FROM key_backup_versions
+			WHERE user_id = ? AND deleted = ?`, u, true).Scan(&n, &auth); err != nil {
+			t.Fatal(err)
+		}
+		return n, auth
+	}
+	if n, auth := rows(); n != 0 {
+		t.Fatalf("deleted rows below the highest version kept: %d (%s)", n, auth)
+	}
+	if err := s.DeleteKeyBackup(u, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n, auth := rows(); n != 1 || auth != `{}` {
+		t.Fatalf("deleted rows: %d, auth_data %s", n, auth)
+	}
+	if err := s.DeleteKeyBackup(u, 1); err != nil {
+		t.Fatalf("second delete of a pruned version: %v", err)
+	}
+	if err := s.DeleteKeyBackup(u, 4); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of a version never made: %v", err)
+	}
+	if v, err := s.CreateKeyBackup(u, "alg", []byte(`{}`), 3); err != nil || v != 4 {
+		t.Fatalf("create after deletes: %d %v", v, err)
+	}
+	if n, _ := rows(); n != 0 {
+		t.Fatalf("deleted rows after a create: %d", n)
 	}
 }

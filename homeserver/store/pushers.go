@@ -2,8 +2,13 @@ package store
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 )
+
+// ErrPusherLimit is returned when a new pusher would take a user past the
+// caller's limit.
+var ErrPusherLimit = errors.New("store: too many pushers")
 
 // Pusher is one row of the pushers table: where the node sends push
 // notifications for one of a user's devices (client-server-api "Push
@@ -28,9 +33,18 @@ const pusherCols = `user_id, app_id, pushkey, device_id, kind, app_display_name,
 // SetPusher creates or replaces the pusher (p.UserID, p.AppID, p.PushKey).
 // Unless appendOthers, pushers with the same app ID and pushkey under other
 // users are deleted in the same transaction (POST /pushers/set "append").
-// The device p.DeviceID must exist.
-func (s *Store) SetPusher(p Pusher, appendOthers bool) error {
+// The device p.DeviceID must exist. A new pusher that would give the user
+// more than maxPerUser fails with ErrPusherLimit; replacing one does not.
+func (s *Store) SetPusher(p Pusher, appendOthers bool, maxPerUser int) error {
 	err := s.Tx(func(tx *sql.Tx) error {
+		var have, exists int
+		if err := tx.QueryRow(`SELECT COUNT(*), COUNT(*) FILTER (WHERE app_id = ? AND pushkey = ?)
+			FROM pushers WHERE user_id = ?`, p.AppID, p.PushKey, p.UserID).Scan(&have, &exists); err != nil {
+			return err
+		}
+		if exists == 0 && have >= maxPerUser {
+			return ErrPusherLimit
+		}
 		if !appendOthers {
 			if _, err := tx.Exec(`DELETE FROM pushers WHERE app_id = ? AND pushkey = ? AND user_id <> ?`,
 				p.AppID, p.PushKey, p.UserID); err != nil {
@@ -67,6 +81,23 @@ func (s *Store) DeletePusher(userID, appID, pushKey string) (bool, error) {
 		return false, fmt.Errorf("store: delete pusher %s %s: %w", userID, appID, err)
 	}
 	return n > 0, nil
+}
+
+// Pusher returns one pusher of a user, or ErrNotFound.
+func (s *Store) Pusher(userID, appID, pushKey string) (Pusher, error) {
+	var p Pusher
+	var data string
+	err := s.DB.QueryRow(`SELECT `+pusherCols+` FROM pushers WHERE user_id = ? AND app_id = ? AND pushkey = ?`,
+		userID, appID, pushKey).Scan(&p.UserID, &p.AppID, &p.PushKey, &p.DeviceID, &p.Kind, &p.AppDisplayName,
+		&p.DeviceDisplayName, &p.ProfileTag, &p.Lang, &data, &p.PushKeyTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Pusher{}, fmt.Errorf("store: pusher %s %s: %w", userID, appID, ErrNotFound)
+	}
+	if err != nil {
+		return Pusher{}, fmt.Errorf("store: pusher %s %s: %w", userID, appID, describe(err))
+	}
+	p.Data = []byte(data)
+	return p, nil
 }
 
 // Pushers lists a user's pushers ordered by app ID and pushkey.

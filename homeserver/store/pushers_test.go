@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -19,18 +20,18 @@ func TestPushers(t *testing.T) {
 	}
 	p := Pusher{UserID: "@a:x", AppID: "app", PushKey: "k1", DeviceID: "D1", Kind: "http",
 		AppDisplayName: "App", DeviceDisplayName: "Phone", Lang: "en", Data: []byte(`{"url":"u"}`), PushKeyTS: 5}
-	if err := s.SetPusher(p, false); err != nil {
+	if err := s.SetPusher(p, false, 20); err != nil {
 		t.Fatal(err)
 	}
 	// Same app and key for another user with append: both stay.
 	q := p
 	q.UserID, q.DeviceID = "@b:x", "D1"
-	if err := s.SetPusher(q, true); err != nil {
+	if err := s.SetPusher(q, true, 20); err != nil {
 		t.Fatal(err)
 	}
 	// An update of a's pusher replaces it.
 	p.Lang, p.PushKeyTS = "de", 7
-	if err := s.SetPusher(p, true); err != nil {
+	if err := s.SetPusher(p, true, 20); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Pushers("@a:x")
@@ -44,7 +45,7 @@ func TestPushers(t *testing.T) {
 		t.Fatalf("pusher users %v", us)
 	}
 	// Without append, b's pusher takes the key from a.
-	if err := s.SetPusher(q, false); err != nil {
+	if err := s.SetPusher(q, false, 20); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Pushers("@a:x"); len(got) != 0 {
@@ -53,7 +54,7 @@ func TestPushers(t *testing.T) {
 	// A pusher on a device that does not exist is refused.
 	bad := q
 	bad.DeviceID, bad.PushKey = "nope", "k9"
-	if err := s.SetPusher(bad, true); err == nil {
+	if err := s.SetPusher(bad, true, 20); err == nil {
 		t.Fatal("pusher on a missing device stored")
 	}
 	if ok, err := s.DeletePusher("@b:x", "app", "k9"); ok || err != nil {
@@ -62,7 +63,7 @@ func TestPushers(t *testing.T) {
 	// Deleting the device deletes its pushers.
 	q2 := q
 	q2.PushKey, q2.DeviceID = "k2", "D2"
-	if err := s.SetPusher(q2, false); err != nil {
+	if err := s.SetPusher(q2, false, 20); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeleteDevices("@b:x", []string{"D1"}); err != nil {
@@ -77,5 +78,40 @@ func TestPushers(t *testing.T) {
 	}
 	if us, _ := s.PusherUsers(); len(us) != 0 {
 		t.Fatalf("pusher users left: %v", us)
+	}
+}
+
+// Pusher finds one pusher by its key; SetPusher holds the per-user limit
+// for new pushers only.
+func TestPusherLookupAndLimit(t *testing.T) {
+	s := openTemp(t)
+	if err := s.CreateAccount(Account{UserID: "@a:x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDevice(Device{UserID: "@a:x", DeviceID: "D", TokenHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	p := Pusher{UserID: "@a:x", AppID: "app", PushKey: "k1", DeviceID: "D", Kind: "http", Data: []byte(`{"url":"u"}`)}
+	q := p
+	q.PushKey = "k2"
+	for _, x := range []Pusher{p, q} {
+		if err := s.SetPusher(x, false, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := p
+	r.PushKey = "k3"
+	if err := s.SetPusher(r, false, 2); !errors.Is(err, ErrPusherLimit) {
+		t.Fatalf("third pusher: %v", err)
+	}
+	p.Lang = "de"
+	if err := s.SetPusher(p, false, 2); err != nil {
+		t.Fatalf("replacing at the limit: %v", err)
+	}
+	if got, err := s.Pusher("@a:x", "app", "k1"); err != nil || got.Lang != "de" || string(got.Data) != `{"url":"u"}` {
+		t.Fatalf("Pusher: %+v %v", got, err)
+	}
+	if _, err := s.Pusher("@a:x", "app", "k3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Pusher of a refused key: %v", err)
 	}
 }
