@@ -28,15 +28,15 @@ func HashPassword(password string, cost int) (string, error) {
 // included) fails c.
 func (n *Node) hashForCall(c *Call, password string, then func(hash string)) {
 	var hash string
-	var hashErr error
-	n.Offload(func() {
-		hash, hashErr = HashPassword(password, n.cfg.BcryptCost)
-	}, func() {
+	n.OffloadErr(func() (err error) {
+		hash, err = HashPassword(password, n.cfg.BcryptCost)
+		return err
+	}, func(err error) {
 		if c.Done() {
 			return
 		}
-		if hashErr != nil {
-			c.Fail(hashErr)
+		if err != nil {
+			c.Fail(err)
 			return
 		}
 		then(hash)

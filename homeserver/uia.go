@@ -97,7 +97,7 @@ func (n *Node) checkPassword(userID, password string, then func(error)) {
 	found := err == nil
 	var ok bool
 	cost := n.cfg.BcryptCost
-	n.Offload(func() {
+	n.OffloadErr(func() error {
 		if found {
 			ok = passwordMatches(acct.PasswordHash, password)
 		} else {
@@ -105,8 +105,11 @@ func (n *Node) checkPassword(userID, password string, then func(error)) {
 			// not tell which user IDs exist.
 			passwordMatches(dummyHash(cost), password)
 		}
-	}, func() {
+		return nil
+	}, func(err error) {
 		switch {
+		case err != nil:
+			then(err)
 		case !ok:
 			then(Errorf(403, ErrCodeForbidden, "invalid username or password"))
 		case acct.Deactivated:
