@@ -95,10 +95,10 @@ func withoutIgnored(ignored map[string]bool, after, upTo int64, forward bool, li
 }
 
 // visibleRowsFor is visibleRows without the events hidden by ignored.
-func (rs *roomsModule) visibleRowsFor(v *viewer, ignored map[string]bool, after, upTo int64, forward bool, limit int,
+func (rs *roomsModule) visibleRowsFor(v *viewer, cur *scanCursor, ignored map[string]bool, after, upTo int64, forward bool, limit int,
 	f roomEventFilter) ([]store.EventRow, error) {
 	return withoutIgnored(ignored, after, upTo, forward, limit, func(after, upTo int64, n int) ([]store.EventRow, error) {
-		return rs.visibleRows(v, after, upTo, forward, n, f)
+		return rs.visibleRows(v, cur, after, upTo, forward, n, f)
 	})
 }
 

@@ -88,7 +88,8 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 		c.Fail(err)
 		return
 	}
-	rows, err := rs.visibleRowsFor(v, ignored, lo, hi, forward, limit+1, f.Room.Timeline)
+	scan := newScan(limit)
+	rows, err := rs.visibleRowsFor(v, scan, ignored, lo, hi, forward, limit+1, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return
@@ -97,7 +98,7 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 	if more {
 		rows = rows[:limit]
 	}
-	if fr := fedRoomsOf(rs.n); fr != nil && !forward && !more && !backfilled && !hasTo && lo == historyStart {
+	if fr := fedRoomsOf(rs.n); fr != nil && !forward && !more && !scan.stopped && !backfilled && !hasTo && lo == historyStart {
 		fr.backfill(roomID, limit, func(added bool) {
 			if c.Done() {
 				return
@@ -119,6 +120,8 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 			last--
 		}
 		resp["end"] = streamToken{pos: last}.String()
+	} else if scan.stopped {
+		resp["end"] = streamToken{pos: scan.resume}.String() // the scan bound: go on from where it stopped
 	}
 	if f.Room.Timeline.LazyLoadMembers && len(rows) > 0 {
 		members := lazyMembers(rm.state, rows, c.UserID)

@@ -14,17 +14,21 @@ package homeserver
 //
 // Bundles: every event formatted by clientEvents (unless its view sets
 // noBundles) gets unsigned["m.relations"] with
-//   - m.thread: {latest_event, count, current_user_participated};
+//   - m.thread: {latest_event, count, current_user_participated}, count
+//     being the thread events the caller may see and does not ignore;
 //   - m.replace: the most recent valid edit (same sender and type, not a
 //     state event, the original not an edit itself, m.new_content present
 //     unless encrypted; newest by origin_server_ts then event_id), left
 //     out when the original is redacted;
-//   - m.reference: {chunk: [{event_id}]}.
+//   - m.reference: {chunk: [{event_id}]}, at most maxBundledReferences.
+//
+// A bundle reads a bounded number of child rows per parent (maxEditRows,
+// maxReferenceRows), however many children the event has.
 //
 // m.annotation is not aggregated ("Server-side aggregation of
 // m.annotation relationships"); state events get no bundle. A page costs
-// one indexed query when none of its events has children, at most three
-// when some do.
+// one indexed query when none of its events has children; with children,
+// three for its threads and one per edited or referenced event.
 //
 // Events of users the caller ignores (ignore.go) are left out of the
 // pages and of the bundles.
@@ -51,6 +55,25 @@ const (
 	maxRelationsLimit     = 100
 )
 
+// Bounds of a bundle, so that an event with thousands of children (sent
+// by any member or remote server) costs every page showing it the same as
+// one with a few:
+//   - maxEditRows: the newest edits by the original's sender read to find
+//     a valid, visible one;
+//   - maxBundledReferences: the references listed in m.reference.chunk,
+//     oldest first; NOTSPEC: the spec bundles them all, the full list is
+//     GET /relations/{eventId}/m.reference;
+//   - maxReferenceRows: the references read to find those.
+const (
+	maxEditRows          = 20
+	maxBundledReferences = 50
+	maxReferenceRows     = 2 * maxBundledReferences
+)
+
+// maxThreadCountGroups is how many state groups of a thread
+// visibleThreadCounts checks.
+const maxThreadCountGroups = 50
+
 // relationRoutes is the route group of relations, threads and search. It
 // uses the rooms module, so it comes after roomRoutes.
 func relationRoutes(n *Node) ([]Route, error) {
@@ -75,42 +98,19 @@ func (rs *roomsModule) readableBy(roomID, userID string) (*viewer, error) {
 	return rs.userViewer(roomID, userID)
 }
 
-// visiblePage pages through rows that fetch reads from (after, upTo],
-// narrowed to what the viewer may read, keeping the ones it may see, until
-// limit are found: newest first unless forward. fetch returns up to n
-// rows in that order.
-func visiblePage(v *viewer, after, upTo int64, forward bool, limit int,
+// visiblePage reads, through cur, the rows fetch returns from (after,
+// upTo], narrowed to what the viewer may read, keeping the ones it may
+// see and ignored does not hide, until limit are found: newest first
+// unless forward. fetch returns up to n rows in that order.
+func visiblePage(v *viewer, cur *scanCursor, ignored map[string]bool, after, upTo int64, forward bool, limit int,
 	fetch func(after, upTo int64, n int) ([]store.EventRow, error)) ([]store.EventRow, error) {
 	after, upTo = max(after, v.from), min(upTo, v.upTo)
-	var out []store.EventRow
-	batch := max(limit*2, 50)
-	for limit > 0 && after < upTo {
-		rows, err := fetch(after, upTo, batch)
-		if err != nil {
-			return nil, err
+	return scanRows(cur, after, upTo, forward, limit, fetch, func(r store.EventRow) (bool, error) {
+		if hiddenByIgnore(ignored, r) {
+			return false, nil
 		}
-		for _, r := range rows {
-			ok, err := v.allows(r)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out = append(out, r)
-				if len(out) == limit {
-					return out, nil
-				}
-			}
-		}
-		if len(rows) < batch {
-			break
-		}
-		if last := rows[len(rows)-1].Pos; forward {
-			after = last
-		} else {
-			upTo = last - 1
-		}
-	}
-	return out, nil
+		return v.allows(r)
+	})
 }
 
 // handleRelations serves GET /relations/{eventId}[/{relType}[/{eventType}]].
@@ -188,11 +188,10 @@ func (rs *roomsModule) handleRelations(c *Call) {
 		c.Fail(err)
 		return
 	}
-	rows, err := withoutIgnored(ignored, lo, hi, forward, limit+1, func(from, to int64, n int) ([]store.EventRow, error) {
-		return visiblePage(v, from, to, forward, n, func(after, upTo int64, n int) ([]store.EventRow, error) {
-			rq.After, rq.UpTo, rq.Limit = after, upTo, n
-			return rs.st.Relations(rq)
-		})
+	scan := newScan(limit)
+	rows, err := visiblePage(v, scan, ignored, lo, hi, forward, limit+1, func(after, upTo int64, n int) ([]store.EventRow, error) {
+		rq.After, rq.UpTo, rq.Limit = after, upTo, n
+		return rs.st.Relations(rq)
 	})
 	if err != nil {
 		c.Fail(err)
@@ -214,6 +213,8 @@ func (rs *roomsModule) handleRelations(c *Call) {
 			last--
 		}
 		resp["next_batch"] = streamToken{pos: last}.String()
+	} else if scan.stopped {
+		resp["next_batch"] = streamToken{pos: scan.resume}.String() // the scan bound: go on from where it stopped
 	}
 	if q.Get("from") != "" {
 		resp["prev_batch"] = q.Get("from")
@@ -305,7 +306,6 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 		return err
 	}
 	var roots, parents []string
-	var relTypes []string
 	for _, id := range ids {
 		for _, k := range kinds[id] {
 			switch {
@@ -314,9 +314,6 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 			case k == store.RelReplace || k == store.RelReference:
 				if !slices.Contains(parents, id) {
 					parents = append(parents, id)
-				}
-				if !slices.Contains(relTypes, k) {
-					relTypes = append(relTypes, k)
 				}
 			}
 		}
@@ -353,47 +350,53 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 		if err := rs.bundle(latest, latestEvs, view, false); err != nil {
 			return err
 		}
-		for i, id := range of {
-			ts := sums[id]
-			add(id, store.RelThread, map[string]any{"latest_event": latestEvs[i], "count": ts.Count,
-				"current_user_participated": ts.Participated || rowByID(rows, id).Sender == view.userID})
-		}
-	}
-	if len(parents) > 0 {
-		children, err := rs.st.Children(roomID, parents, relTypes, v.upTo)
+		counts, err := rs.visibleThreadCounts(v, roomID, of, ignored)
 		if err != nil {
 			return err
 		}
-		edits := map[string]store.EventRow{}
-		refs := map[string][]map[string]string{}
-		for _, ch := range children {
-			if hiddenByIgnore(ignored, ch.Event) {
-				continue
-			}
-			if ok, err := v.allows(ch.Event); err != nil {
-				return err
-			} else if !ok {
-				continue
-			}
-			switch ch.RelType {
-			case store.RelReference:
-				refs[ch.Parent] = append(refs[ch.Parent], map[string]string{"event_id": ch.Event.EventID})
-			case store.RelReplace:
-				if validEdit(rowByID(rows, ch.Parent), ch.Event) && newerEdit(ch.Event, edits[ch.Parent]) {
-					edits[ch.Parent] = ch.Event
-				}
-			}
+		for i, id := range of {
+			ts := sums[id]
+			add(id, store.RelThread, map[string]any{"latest_event": latestEvs[i], "count": counts[id],
+				"current_user_participated": ts.Participated || rowByID(rows, id).Sender == view.userID})
 		}
-		for _, id := range parents {
-			if e, ok := edits[id]; ok {
+	}
+	for _, id := range parents {
+		kinds := kinds[id]
+		if slices.Contains(kinds, store.RelReplace) {
+			e, ok, err := rs.latestEdit(v, ignored, rowByID(rows, id))
+			if err != nil {
+				return err
+			}
+			if ok {
 				ce, err := rs.formatEvent(e, view)
 				if err != nil {
 					return err
 				}
 				add(id, store.RelReplace, ce)
 			}
-			if r := refs[id]; len(r) > 0 {
-				add(id, store.RelReference, map[string]any{"chunk": r})
+		}
+		if slices.Contains(kinds, store.RelReference) {
+			refs, err := rs.st.Children(store.ChildQuery{RoomID: roomID, Parent: id, RelType: store.RelReference,
+				UpTo: v.upTo, Limit: maxReferenceRows})
+			if err != nil {
+				return err
+			}
+			var chunk []map[string]string
+			for _, ref := range refs {
+				if hiddenByIgnore(ignored, ref) {
+					continue
+				}
+				if ok, err := v.allows(ref); err != nil {
+					return err
+				} else if ok {
+					chunk = append(chunk, map[string]string{"event_id": ref.EventID})
+					if len(chunk) == maxBundledReferences {
+						break
+					}
+				}
+			}
+			if len(chunk) > 0 {
+				add(id, store.RelReference, map[string]any{"chunk": chunk})
 			}
 		}
 	}
@@ -403,6 +406,86 @@ func (rs *roomsModule) bundleRoom(roomID string, rows []store.EventRow, evs []*c
 		}
 	}
 	return nil
+}
+
+// visibleThreadCounts is the count of each thread's bundle: its events
+// the viewer may see and ignored does not hide. The events are counted by
+// state group in the store (store.ThreadGroupCounts), then each group is
+// put to the visibility rules once, so a long thread costs one query and
+// a lookup per state group, not a row per event.
+//
+// NOTSPEC: only the maxThreadCountGroups newest state groups of a thread
+// are checked; its older events are counted unchecked, so a thread
+// spanning more state changes than that may count a few events its
+// reader cannot see (a number, never their content). Thread events that
+// are state events are checked as messages are.
+func (rs *roomsModule) visibleThreadCounts(v *viewer, roomID string, roots []string, ignored map[string]bool) (map[string]int, error) {
+	last, err := v.lastJoinPos()
+	if err != nil {
+		return nil, err
+	}
+	ign := make([]string, 0, len(ignored))
+	for u := range ignored {
+		ign = append(ign, u)
+	}
+	groups, err := rs.st.ThreadGroupCounts(roomID, roots, v.from, v.upTo, last, ign, maxThreadCountGroups)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	checked := map[string]int{}
+	for _, c := range groups {
+		if _, ok := checked[c.Root]; !ok {
+			out[c.Root] = c.Total // the unchecked rest, less what is checked below
+		}
+		checked[c.Root] += c.Below + c.Rest
+		out[c.Root] -= c.Below + c.Rest
+		g, err := v.group(c.StateBefore)
+		if err != nil {
+			return nil, err
+		}
+		for _, part := range []struct {
+			n   int
+			pos int64
+		}{{c.Below, c.Lo}, {c.Rest, c.Hi}} {
+			if part.n == 0 {
+				continue
+			}
+			if ok, err := v.rule(part.pos, g); err != nil {
+				return nil, err
+			} else if ok {
+				out[c.Root] += part.n
+			}
+		}
+	}
+	return out, nil
+}
+
+// latestEdit is the m.replace bundle of orig: the most recent valid edit
+// the caller may see. Only edits by orig's sender can be valid, so only
+// those are read, newest first, and at most maxEditRows of them: an
+// original with a long run of invalid or hidden edits on top gets no
+// bundle rather than a scan of all of them.
+func (rs *roomsModule) latestEdit(v *viewer, ignored map[string]bool, orig store.EventRow) (store.EventRow, bool, error) {
+	if orig.EventID == "" || orig.RedactedBy != "" || hiddenByIgnore(ignored, orig) {
+		return store.EventRow{}, false, nil
+	}
+	edits, err := rs.st.Children(store.ChildQuery{RoomID: orig.RoomID, Parent: orig.EventID, RelType: store.RelReplace,
+		Sender: orig.Sender, UpTo: v.upTo, Newest: true, Limit: maxEditRows})
+	if err != nil {
+		return store.EventRow{}, false, err
+	}
+	for _, e := range edits {
+		if !validEdit(orig, e) {
+			continue
+		}
+		if ok, err := v.allows(e); err != nil {
+			return store.EventRow{}, false, err
+		} else if ok {
+			return e, true, nil
+		}
+	}
+	return store.EventRow{}, false, nil
 }
 
 // rowByID finds an event among rows (the page being bundled).
@@ -430,14 +513,4 @@ func validEdit(orig, edit store.EventRow) bool {
 		return false
 	}
 	return true
-}
-
-// newerEdit reports whether e is more recent than cur: by
-// origin_server_ts, then the lexicographically larger event ID (spec:
-// "Server-side aggregation of m.replace relationships").
-func newerEdit(e, cur store.EventRow) bool {
-	if cur.EventID == "" || e.OriginServerTS != cur.OriginServerTS {
-		return cur.EventID == "" || e.OriginServerTS > cur.OriginServerTS
-	}
-	return e.EventID > cur.EventID
 }

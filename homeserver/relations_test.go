@@ -257,6 +257,52 @@ func TestBundledAggregations(t *testing.T) {
 	}
 }
 
+// TestBundleBounds: an event with many children gets a bounded bundle,
+// however many there are.
+func TestBundleBounds(t *testing.T) {
+	tn, at, bt, roomID, root, _ := relRoom(t)
+	var refs []string
+	for range maxBundledReferences + 5 {
+		refs = append(refs, tn.sendEv(bt, roomID, "m.room.message", relContent("see above", "m.reference", root)))
+	}
+	// Edits by another sender are never valid and do not push alice's
+	// out of what is read.
+	tn.clock.Advance(time.Second)
+	edit := tn.sendEv(at, roomID, "m.room.message", map[string]any{"body": "* named", "m.new_content": map[string]any{"body": "named"},
+		"m.relates_to": map[string]any{"rel_type": "m.replace", "event_id": root}})
+	for range maxEditRows + 5 {
+		tn.clock.Advance(time.Second)
+		tn.sendEv(bt, roomID, "m.room.message", map[string]any{"body": "* mine", "m.new_content": map[string]any{"body": "mine"},
+			"m.relates_to": map[string]any{"rel_type": "m.replace", "event_id": root}})
+	}
+	ev := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/event/"+esc(root), at, nil)).Body
+	chunk, _ := bundleOf(ev, "m.reference")["chunk"].([]any)
+	var got []string
+	for _, c := range chunk {
+		got = append(got, c.(map[string]any)["event_id"].(string))
+	}
+	if !slices.Equal(got, refs[:maxBundledReferences]) {
+		t.Fatalf("m.reference chunk has %d, want the oldest %d", len(got), maxBundledReferences)
+	}
+	if e := bundleOf(ev, "m.replace"); e["event_id"] != edit {
+		t.Fatalf("m.replace %v, want %s", e, edit)
+	}
+	// The full list stays available from /relations.
+	if all := tn.relationsAll(at, roomID, root, "/m.reference", "&dir=f"); !slices.Equal(all, refs) {
+		t.Fatalf("/relations m.reference: %d, want %d", len(all), len(refs))
+	}
+	// Newer edits by alice that are all invalid (no m.new_content) hide
+	// her valid one once there are more than are read.
+	for range maxEditRows {
+		tn.clock.Advance(time.Second)
+		tn.sendEv(at, roomID, "m.room.message", relContent("no new content", "m.replace", root))
+	}
+	ev = ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/event/"+esc(root), at, nil)).Body
+	if e := bundleOf(ev, "m.replace"); e != nil {
+		t.Fatalf("m.replace past the bound: %v", e["event_id"])
+	}
+}
+
 func TestThreadsList(t *testing.T) {
 	tn, at, bt, roomID, root, _ := relRoom(t)
 	_, ct, _ := tn.register("carol", "pw-carol-1")

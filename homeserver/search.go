@@ -49,6 +49,16 @@ const (
 	maxSearchScan        = 2000
 )
 
+// Bounds on search_term. Every word becomes an FTS5 prefix term matched
+// against the whole index (twice: the page and the count), so the cost of
+// one request grows with the number of words.
+// NOTSPEC: the spec sets no limit on search_term; longer ones are refused
+// with 400 M_INVALID_PARAM rather than stalling the node loop.
+const (
+	maxSearchTermBytes = 512 // bytes of search_term
+	maxSearchTerms     = 32  // distinct words of search_term
+)
+
 // searchKeysAll are the keys room_events covers, the default of "keys".
 var searchKeysAll = []string{"content.body", "content.name", "content.topic"}
 
@@ -122,11 +132,15 @@ func (rs *roomsModule) searchRoomEvents(c *Call, crit *roomEventsCriteria) (map[
 			return nil, Errorf(400, ErrCodeInvalidParam, "cannot group by %q", g.Key)
 		}
 	}
+	terms, err := searchTerms(*crit.SearchTerm)
+	if err != nil {
+		return nil, err
+	}
 	limit := defaultSearchLimit
 	if crit.Filter.Limit > 0 {
 		limit = min(crit.Filter.Limit, maxSearchLimit)
 	}
-	q := store.SearchQuery{Terms: store.SearchTerms(*crit.SearchTerm), Keys: keys, Recent: recent, Before: math.MaxInt64}
+	q := store.SearchQuery{Terms: terms, Keys: keys, Recent: recent, Before: math.MaxInt64}
 	if tok := c.Req.Query.Get("next_batch"); tok != "" {
 		n, err := strconv.ParseInt(tok[min(1, len(tok)):], 10, 64)
 		switch {
@@ -185,19 +199,22 @@ func (rs *roomsModule) searchRoomEvents(c *Call, crit *roomEventsCriteria) (map[
 	if err != nil {
 		return nil, err
 	}
+	seen := map[string]bool{}
 	highlights := []string{}
-	for _, t := range q.Terms {
-		if t = strings.ToLower(t); !slices.Contains(highlights, t) {
-			highlights = append(highlights, t)
+	addHighlight := func(w string) {
+		if !seen[w] {
+			seen[w] = true
+			highlights = append(highlights, w)
 		}
+	}
+	for _, t := range q.Terms {
+		addHighlight(t)
 	}
 	results := make([]map[string]any, len(hits))
 	for i, h := range hits {
 		results[i] = map[string]any{"rank": h.Rank, "result": evs[i]}
 		for _, w := range h.Words {
-			if !slices.Contains(highlights, w) {
-				highlights = append(highlights, w)
-			}
+			addHighlight(w)
 		}
 		if crit.EventContext != nil {
 			ctx, err := rs.searchContext(viewers[h.Event.RoomID], h.Event, crit, view)
@@ -248,6 +265,28 @@ func (rs *roomsModule) searchRoomEvents(c *Call, crit *roomEventsCriteria) (map[
 			groups[g.Key] = byValue
 		}
 		out["groups"] = groups
+	}
+	return out, nil
+}
+
+// searchTerms splits search_term into its distinct words, lower case,
+// refusing one longer than maxSearchTermBytes or of more than
+// maxSearchTerms distinct words (400 M_INVALID_PARAM).
+func searchTerms(term string) ([]string, error) {
+	if len(term) > maxSearchTermBytes {
+		return nil, Errorf(400, ErrCodeInvalidParam, "search_term is longer than %d bytes", maxSearchTermBytes)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range store.SearchTerms(term) {
+		if w = strings.ToLower(w); seen[w] {
+			continue
+		}
+		seen[w] = true
+		if len(out) == maxSearchTerms {
+			return nil, Errorf(400, ErrCodeInvalidParam, "search_term has more than %d words", maxSearchTerms)
+		}
+		out = append(out, w)
 	}
 	return out, nil
 }
@@ -326,11 +365,11 @@ func (rs *roomsModule) searchContext(v *viewer, row store.EventRow, crit *roomEv
 			return rs.st.RoomEventsRange(row.RoomID, lo, hi, forward, n)
 		}
 	}
-	evBefore, err := visiblePage(v, historyStart, row.Pos-1, false, before, fetch(false))
+	evBefore, err := visiblePage(v, newScan(before), nil, historyStart, row.Pos-1, false, before, fetch(false))
 	if err != nil {
 		return nil, err
 	}
-	evAfter, err := visiblePage(v, row.Pos, math.MaxInt64, true, after, fetch(true))
+	evAfter, err := visiblePage(v, newScan(after), nil, row.Pos, math.MaxInt64, true, after, fetch(true))
 	if err != nil {
 		return nil, err
 	}

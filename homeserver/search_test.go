@@ -3,6 +3,8 @@ package homeserver
 import (
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -172,6 +174,20 @@ func TestSearch(t *testing.T) {
 	wantErr(t, bad(map[string]any{"search_categories": map[string]any{"room_events": map[string]any{"search_term": "x"}}}, "?next_batch=p5"), 400, "M_INVALID_PARAM")
 	wantErr(t, bad(map[string]any{"search_categories": map[string]any{"room_events": map[string]any{"search_term": "x"}}}, "?next_batch=zz"), 400, "M_INVALID_PARAM")
 	wantErr(t, bad("not json", ""), 400, "M_NOT_JSON")
+	// Too many words or bytes in search_term: each word is a prefix term
+	// over the whole index.
+	words := make([]string, maxSearchTerms+1)
+	for i := range words {
+		words[i] = "w" + strconv.Itoa(i)
+	}
+	wantErr(t, bad(map[string]any{"search_categories": map[string]any{"room_events": map[string]any{"search_term": strings.Join(words, " ")}}}, ""), 400, "M_INVALID_PARAM")
+	wantErr(t, bad(map[string]any{"search_categories": map[string]any{"room_events": map[string]any{"search_term": strings.Repeat("a", maxSearchTermBytes+1)}}}, ""), 400, "M_INVALID_PARAM")
+	// Repeated words count once: the distinct ones are within the limit.
+	once := tn.search(at, map[string]any{"search_term": "rover", "keys": []string{"content.body"}}, "")
+	r = tn.search(at, map[string]any{"search_term": strings.TrimSpace(strings.Repeat("Rover rover ", maxSearchTerms)), "keys": []string{"content.body"}}, "")
+	if len(r.ids) == 0 || !slices.Equal(r.ids, once.ids) || !slices.Equal(r.highlights, once.highlights) {
+		t.Fatalf("repeated words: %v highlights %v, want %v %v", r.ids, r.highlights, once.ids, once.highlights)
+	}
 	if r := ok(t, bad(map[string]any{"search_categories": map[string]any{}}, "")); r.Body["search_categories"] == nil {
 		t.Fatalf("no categories: %s", r.Raw)
 	}

@@ -521,7 +521,8 @@ func (rs *roomsModule) syncTimeline(req *syncRequest, roomID string, after, upTo
 // timelineRows returns the newest limit events of (after, upTo] that the
 // user may see (visibility.go) and does not ignore (ignore.go), oldest
 // first; limited says whether more of those are left before them. after
-// comes back raised to the first position the user may read. A room
+// comes back raised to the first position the user may read (or to where
+// the scan bound stopped, scanBudget, when it found none). A room
 // closed to the user gives an M_FORBIDDEN error (isForbidden).
 func (rs *roomsModule) timelineRows(roomID, userID string, ignored map[string]bool, after, upTo int64, limit int,
 	f roomEventFilter) (rows []store.EventRow, limited bool, from int64, err error) {
@@ -530,12 +531,20 @@ func (rs *roomsModule) timelineRows(roomID, userID string, ignored map[string]bo
 		return nil, false, after, err
 	}
 	after = max(after, v.from)
-	if rows, err = rs.visibleRowsFor(v, ignored, after, upTo, false, limit+1, f); err != nil {
+	scan := newScan(limit)
+	if rows, err = rs.visibleRowsFor(v, scan, ignored, after, upTo, false, limit+1, f); err != nil {
 		return nil, false, after, err
 	}
 	if len(rows) > limit {
 		limited = true
 		rows = rows[:limit]
+	} else if scan.stopped {
+		// The scan bound stopped short of after: there may be more, and
+		// with no rows the client pages back from where it stopped.
+		limited = true
+		if len(rows) == 0 {
+			after = scan.resume
+		}
 	}
 	slices.Reverse(rows)
 	return rows, limited, after, nil

@@ -10,8 +10,9 @@ package homeserver
 // count.
 //
 // Tokens: "s" POS (streamToken), POS one less than the newest event of
-// the last thread listed; the next page lists threads whose newest event
-// is at most POS.
+// the last thread listed, or of the last one read when the scan bound
+// (threadScanBatches) stopped the page early; the next page lists threads
+// whose newest event is at most POS.
 
 import (
 	"math"
@@ -19,10 +20,12 @@ import (
 	"github.com/mxmesh/mxmesh/homeserver/store"
 )
 
-// Limits of GET /threads: default and largest page.
+// Limits of GET /threads: default and largest page, and how many pages
+// of thread roots one request reads at most.
 const (
 	defaultThreadsLimit = 10
 	maxThreadsLimit     = 100
+	threadScanBatches   = 4
 )
 
 func (rs *roomsModule) handleThreads(c *Call) {
@@ -66,9 +69,17 @@ func (rs *roomsModule) handleThreads(c *Call) {
 		c.Fail(err)
 		return
 	}
+	// Roots the caller may not see or ignores are skipped, reading at most
+	// threadScanBatches pages of them (each page aggregates the room's
+	// thread events anew); when those run out first, next_batch is where
+	// the reading stopped.
 	var roots []store.ThreadRoot
-	batch := max(2*limit, 50)
-	for len(roots) <= limit {
+	batch, stopped := max(2*limit, 50), false
+	for reads := 0; len(roots) <= limit; reads++ {
+		if reads == threadScanBatches {
+			stopped = true
+			break
+		}
 		page, err := rs.st.Threads(roomID, before, v.upTo, participant, batch)
 		if err != nil {
 			c.Fail(err)
@@ -111,6 +122,8 @@ func (rs *roomsModule) handleThreads(c *Call) {
 	resp := map[string]any{"chunk": chunk}
 	if more {
 		resp["next_batch"] = streamToken{pos: roots[len(roots)-1].Latest - 1}.String()
+	} else if stopped {
+		resp["next_batch"] = streamToken{pos: before}.String()
 	}
 	c.Reply(200, resp)
 }

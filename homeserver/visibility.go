@@ -337,47 +337,94 @@ func contentOf(raw []byte) json.RawMessage {
 	return p.Content
 }
 
-// visibleRows returns up to limit events of a room with after < pos ≤
-// upTo that pass the filter and that the viewer may see, newest first
-// unless forward.
-func (rs *roomsModule) visibleRows(v *viewer, after, upTo int64, forward bool, limit int, f roomEventFilter) ([]store.EventRow, error) {
-	after, upTo = max(after, v.from), min(upTo, v.upTo)
-	if limit <= 0 || after >= upTo {
-		return nil, nil
-	}
+// Scan bounds. Reading a page of visible events skips the ones the caller
+// may not see (history visibility, ignored users, filters); a late joiner
+// of a busy room may have a long run of those in front of them. One
+// request reads at most scanBudget(limit) rows, then stops and hands the
+// client a token for where it stopped: each page stays cheap for the node
+// loop, and paging on still reaches everything.
+const (
+	minScanRows = 1000
+	maxScanRows = 5000
+)
+
+// scanBudget is how many rows a request for limit events reads at most.
+func scanBudget(limit int) int { return min(max(10*limit, minScanRows), maxScanRows) }
+
+// scanCursor bounds the rows read by one request, across the scans it
+// makes. The zero value reads nothing: make one with newScan.
+type scanCursor struct {
+	left int // rows it may still read
+	// stopped: the budget ran out before the range did; resume is then the
+	// edge of what was not read: the next upTo going backward, the next
+	// after going forward (a page token's position either way).
+	stopped bool
+	resume  int64
+}
+
+// newScan is a cursor for a request returning limit events.
+func newScan(limit int) *scanCursor { return &scanCursor{left: scanBudget(limit)} }
+
+// scanRows reads the rows fetch returns from (after, upTo], newest first
+// unless forward, keeping the ones keep accepts, until limit are kept,
+// the range runs out or the cursor's budget does. fetch returns up to n
+// rows in that order.
+func scanRows(cur *scanCursor, after, upTo int64, forward bool, limit int,
+	fetch func(after, upTo int64, n int) ([]store.EventRow, error),
+	keep func(store.EventRow) (bool, error)) ([]store.EventRow, error) {
 	var out []store.EventRow
-	batch := max(limit*2, 50)
-	for after < upTo {
-		rows, err := rs.st.RoomEventsRange(v.rm.id, after, upTo, forward, batch)
+	for limit > 0 && after < upTo {
+		batch := min(max(limit*2, 50), cur.left)
+		if batch <= 0 {
+			cur.stopped = true
+			if cur.resume = upTo; forward {
+				cur.resume = after
+			}
+			return out, nil
+		}
+		rows, err := fetch(after, upTo, batch)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rows {
-			if !f.allowsRow(r) {
-				continue
-			}
-			ok, err := v.allows(r)
+		for i, r := range rows {
+			ok, err := keep(r)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
 				out = append(out, r)
 				if len(out) == limit {
+					cur.left -= i + 1
 					return out, nil
 				}
 			}
 		}
+		cur.left -= len(rows)
 		if len(rows) < batch {
 			break
 		}
-		last := rows[len(rows)-1].Pos
-		if forward {
+		if last := rows[len(rows)-1].Pos; forward {
 			after = last
 		} else {
 			upTo = last - 1
 		}
 	}
 	return out, nil
+}
+
+// visibleRows returns up to limit events of a room with after < pos ≤
+// upTo that pass the filter and that the viewer may see, newest first
+// unless forward, reading no more rows than cur allows.
+func (rs *roomsModule) visibleRows(v *viewer, cur *scanCursor, after, upTo int64, forward bool, limit int, f roomEventFilter) ([]store.EventRow, error) {
+	after, upTo = max(after, v.from), min(upTo, v.upTo)
+	return scanRows(cur, after, upTo, forward, limit, func(after, upTo int64, n int) ([]store.EventRow, error) {
+		return rs.st.RoomEventsRange(v.rm.id, after, upTo, forward, n)
+	}, func(r store.EventRow) (bool, error) {
+		if !f.allowsRow(r) {
+			return false, nil
+		}
+		return v.allows(r)
+	})
 }
 
 // servedPDUs is rows as served to another server: whole when the viewer

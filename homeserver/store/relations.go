@@ -222,50 +222,48 @@ func batches(ids []string, n int) func(func([]string) bool) {
 	}
 }
 
-// Child is a child event with the parent and relation type it names.
-type Child struct {
-	Parent, RelType string
-	Event           EventRow
+// ChildQuery selects direct children of one event with one relation
+// type, for bundled aggregations: always a bounded number of rows, so an
+// event with thousands of children costs the same as one with a few.
+type ChildQuery struct {
+	RoomID, Parent, RelType string
+	// Sender, when set, keeps only children sent by that user (an edit is
+	// only valid from the original's sender).
+	Sender string
+	// UpTo bounds the children's stream positions: pos ≤ UpTo.
+	UpTo int64
+	// Newest orders by origin_server_ts, then event ID, the largest first
+	// (the order that picks "the most recent" edit, client-server-api
+	// "Server-side aggregation of m.replace relationships"); otherwise the
+	// oldest stream position comes first.
+	Newest bool
+	// Limit is how many rows to read at most (required, > 0).
+	Limit int
 }
 
-// Children returns the timeline events with pos ≤ upTo that relate to one
-// of parents with one of relTypes, oldest first.
-func (s *Store) Children(roomID string, parents, relTypes []string, upTo int64) ([]Child, error) {
-	if len(relTypes) == 0 {
-		return nil, nil
+// Children returns up to q.Limit timeline events (no outliers) related to
+// q.Parent with q.RelType.
+func (s *Store) Children(q ChildQuery) ([]EventRow, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("store: children of %s: no limit", q.Parent)
 	}
-	var out []Child
-	for batch := range batches(parents, 500) {
-		args := []any{roomID}
-		for _, id := range batch {
-			args = append(args, id)
-		}
-		for _, rt := range relTypes {
-			args = append(args, rt)
-		}
-		args = append(args, upTo)
-		rows, err := s.DB.Query(`SELECT r.relates_to, r.rel_type, `+prefixedCols("e")+`
-			FROM event_relations r JOIN events e ON e.event_id = r.event_id
-			WHERE r.room_id = ? AND r.relates_to IN (`+placeholders(len(batch))+`)
-			AND r.rel_type IN (`+placeholders(len(relTypes))+`)
-			AND e.outlier = FALSE AND e.stream_pos <= ? ORDER BY e.stream_pos`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("store: children: %w", describe(err))
-		}
-		for rows.Next() {
-			var c Child
-			sc := rowScanner{s: rows, dest: []any{&c.Parent, &c.RelType}}
-			if c.Event, err = scanEvent(&sc); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: children: %w", describe(err))
-			}
-			out = append(out, c)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("store: children: %w", describe(err))
-		}
+	query := `SELECT ` + prefixedCols("e") + ` FROM event_relations r JOIN events e ON e.event_id = r.event_id
+		WHERE r.relates_to = ? AND r.rel_type = ? AND r.room_id = ? AND e.outlier = FALSE AND e.stream_pos <= ?`
+	args := []any{q.Parent, q.RelType, q.RoomID, q.UpTo}
+	if q.Sender != "" {
+		query += ` AND e.sender = ?`
+		args = append(args, q.Sender)
+	}
+	if q.Newest {
+		query += ` ORDER BY e.origin_server_ts DESC, e.event_id DESC`
+	} else {
+		query += ` ORDER BY e.stream_pos`
+	}
+	query += ` LIMIT ?`
+	args = append(args, q.Limit)
+	out, err := s.queryEvents(query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: children of %s: %w", q.Parent, err)
 	}
 	return out, nil
 }
@@ -328,6 +326,73 @@ func (s *Store) ThreadSummaries(roomID string, roots []string, upTo int64, userI
 		rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("store: thread summaries: %w", describe(err))
+		}
+	}
+	return out, nil
+}
+
+// ThreadGroupCount counts the events of one thread whose state before
+// them is one state group, split at a position: what a history visibility
+// check needs to count the thread events a user may see without reading
+// them one by one (for events that are not state events, visibility
+// depends on the state group and on whether the position is before the
+// user's last join).
+type ThreadGroupCount struct {
+	Root        string
+	StateBefore int64
+	Below, Rest int   // events with pos < split, pos ≥ split
+	Lo, Hi      int64 // the lowest and highest position of the group's events
+	Total       int   // all events of the thread counted, over every group
+}
+
+// ThreadGroupCounts counts, per thread root and state group, the thread
+// events with after < pos ≤ upTo not sent by one of ignored, listing at
+// most perRoot groups of each root, those with the newest events first.
+func (s *Store) ThreadGroupCounts(roomID string, roots []string, after, upTo, split int64, ignored []string, perRoot int) ([]ThreadGroupCount, error) {
+	var out []ThreadGroupCount
+	for batch := range batches(roots, 500) {
+		args := []any{split, split, roomID, after, upTo}
+		for _, id := range batch {
+			args = append(args, id)
+		}
+		notIgnored := ""
+		if len(ignored) > 0 {
+			notIgnored = ` AND e.sender NOT IN (` + placeholders(len(ignored)) + `)`
+			for _, u := range ignored {
+				args = append(args, u)
+			}
+		}
+		args = append(args, perRoot)
+		rows, err := s.DB.Query(`WITH g AS (
+			SELECT r.relates_to AS root, e.state_before AS sb,
+				SUM(CASE WHEN e.stream_pos < ? THEN 1 ELSE 0 END) AS below,
+				SUM(CASE WHEN e.stream_pos >= ? THEN 1 ELSE 0 END) AS rest,
+				MIN(e.stream_pos) AS lo, MAX(e.stream_pos) AS hi
+			FROM event_relations r JOIN events e ON e.event_id = r.event_id
+			WHERE r.room_id = ? AND r.rel_type = 'm.thread' AND e.outlier = FALSE AND e.stream_pos > ? AND e.stream_pos <= ?
+			AND r.relates_to IN (`+placeholders(len(batch))+`)`+notIgnored+`
+			GROUP BY r.relates_to, e.state_before
+		), n AS (
+			SELECT root, sb, below, rest, lo, hi,
+				ROW_NUMBER() OVER (PARTITION BY root ORDER BY hi DESC) AS rn,
+				SUM(below + rest) OVER (PARTITION BY root) AS total
+			FROM g
+		) SELECT root, sb, below, rest, lo, hi, total FROM n WHERE rn <= ? ORDER BY root, hi DESC`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: thread counts: %w", describe(err))
+		}
+		for rows.Next() {
+			var c ThreadGroupCount
+			if err := rows.Scan(&c.Root, &c.StateBefore, &c.Below, &c.Rest, &c.Lo, &c.Hi, &c.Total); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: thread counts: %w", describe(err))
+			}
+			out = append(out, c)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: thread counts: %w", describe(err))
 		}
 	}
 	return out, nil

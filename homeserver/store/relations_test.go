@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"math"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -121,6 +122,27 @@ func TestRelationsIndexAndQuery(t *testing.T) {
 	if ts := sums["$root"]; ts.Count != 2 || ts.Participated || ts.Latest.EventID != "$t1" {
 		t.Fatalf("summary up to 2: %+v", ts)
 	}
+	// Counts by state group, without an ignored sender, split at a position.
+	for _, c := range []struct {
+		ignored     []string
+		split       int64
+		total, rest int
+	}{{nil, math.MinInt64, 3, 3}, {[]string{"@c:x"}, math.MaxInt64, 2, 0}} {
+		groups, err := s.ThreadGroupCounts("!r:x", []string{"$root", "$t1"}, math.MinInt64, 1<<62, c.split, c.ignored, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, rest := 0, 0
+		for _, g := range groups {
+			if g.Root != "$root" || g.Total != c.total || g.Lo > g.Hi {
+				t.Fatalf("ignoring %v: group %+v", c.ignored, g)
+			}
+			n, rest = n+g.Below+g.Rest, rest+g.Rest
+		}
+		if n != c.total || rest != c.rest {
+			t.Fatalf("ignoring %v: %d events, %d at or past the split; want %d, %d", c.ignored, n, rest, c.total, c.rest)
+		}
+	}
 	kinds, err := s.RelationKinds("!r:x", []string{"$root", "$t1", "$edit"})
 	if err != nil {
 		t.Fatal(err)
@@ -129,12 +151,18 @@ func TestRelationsIndexAndQuery(t *testing.T) {
 	if len(kinds) != 2 || !slices.Equal(kinds["$root"], []string{RelReplace, RelThread}) || !slices.Equal(kinds["$t1"], []string{"m.annotation"}) {
 		t.Fatalf("kinds %v", kinds)
 	}
-	ch, err := s.Children("!r:x", []string{"$root"}, []string{RelReplace, RelReference}, 1<<62)
+	ch, err := s.Children(ChildQuery{RoomID: "!r:x", Parent: "$root", RelType: RelReplace, UpTo: 1 << 62, Newest: true, Limit: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ch) != 1 || ch[0].Event.EventID != "$edit" || ch[0].RelType != RelReplace || ch[0].Parent != "$root" {
+	if len(ch) != 1 || ch[0].EventID != "$edit" {
 		t.Fatalf("children %+v", ch)
+	}
+	if ch, _ := s.Children(ChildQuery{RoomID: "!r:x", Parent: "$root", RelType: RelReplace, Sender: "@nobody:x", UpTo: 1 << 62, Limit: 5}); len(ch) != 0 {
+		t.Fatalf("children of another sender %+v", ch)
+	}
+	if _, err := s.Children(ChildQuery{RoomID: "!r:x", Parent: "$root", RelType: RelReplace, UpTo: 1 << 62}); err == nil {
+		t.Fatal("children without a limit")
 	}
 
 	r.put("$root2", "m.room.message", "@c:x", map[string]any{"body": "second"}, 0)
