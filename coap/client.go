@@ -39,6 +39,8 @@ type exchange struct {
 	next1     int // next non-final block to send
 	acked1    []bool
 	finalSent bool
+	rtag      uint64 // Request-Tag value number (requestTag), while hasRtag
+	hasRtag   bool
 
 	b2 *b2state
 
@@ -78,6 +80,7 @@ type subreq struct {
 	num   uint32
 	tx    *transmission
 	wait  *timer // waiting for a separate or NON response
+	held  bool   // its NON message is held back by PROBING_RATE
 }
 
 // Send starts a request to peer to and returns its ID; its outcome arrives
@@ -103,7 +106,15 @@ func (e *Endpoint) Send(now time.Time, to Peer, req *Message, opt SendOptions) (
 	p.lastActive = now
 	x := &exchange{id: e.newID(), p: p, non: opt.NonConfirmable}
 	x.req = cloneMessage(req.Code, req.Options, req.Payload)
-	x.req.Options = x.req.Options.Remove(message.Block1).Remove(message.Block2).Remove(message.Size1).Remove(message.Size2)
+	x.req.Options = stripBlockOptions(x.req.Options).Remove(message.RequestTag)
+	if len(x.req.Payload) > e.BlockSize() {
+		i, ok := p.takeRequestTag()
+		if !ok {
+			return 0, fmt.Errorf("coap: send to %q: Request-Tag: %w", to, ErrBusy)
+		}
+		x.rtag, x.hasRtag = i, true
+		setRequestTag(x)
+	}
 	if v, err := x.req.Options.Observe(); err == nil && v == 0 && req.Code == codes.GET {
 		x.observe = true
 	}
@@ -192,7 +203,7 @@ func (e *Endpoint) issue(now time.Time, x *exchange, kind uint8, num uint32, s *
 		return
 	}
 	if x.non {
-		e.emit(p.id, data)
+		e.emitNON(now, p, data, s)
 		e.awaitResponse(now, s)
 		return
 	}
@@ -256,6 +267,7 @@ func (e *Endpoint) dropSub(s *subreq) {
 		delete(x.p.tokens, string(s.token))
 	}
 	e.stop(s.wait)
+	e.dropHeldNON(s)
 	for i, t := range x.subs {
 		if t == s {
 			x.subs = append(x.subs[:i], x.subs[i+1:]...)
@@ -359,11 +371,13 @@ func (e *Endpoint) complete(now time.Time, x *exchange, msg Message) {
 // teardown cancels every wire request of x, the observation's included.
 func (e *Endpoint) teardown(now time.Time, x *exchange) {
 	e.stop(x.rereg)
+	e.releaseRequestTag(now, x)
 	for len(x.subs) > 0 {
 		e.cancelSub(now, x.subs[0])
 	}
 	if s := x.obsSub; s != nil {
 		x.obsSub = nil
+		e.dropHeldNON(s)
 		if tx := s.tx; tx != nil {
 			s.tx = nil
 			tx.onDone = nil

@@ -50,6 +50,11 @@
 //     4.02 (§5.4.1).
 //   - NSTART (§4.7): at most NSTART confirmable messages per peer await
 //     their ACK; the rest queue in order. Configurable above 1.
+//   - PROBING_RATE (§4.7): a peer that has sent nothing for
+//     MAX_TRANSMIT_SPAN while a CON or NON request of ours awaited its
+//     answer is unresponsive; until it speaks again, traffic to it is
+//     paid from a token bucket (PROBING_RATE, one MTU deep) and new CONs
+//     and NON messages wait for it (probing.go).
 //   - Tokens (§5.3.1): the shortest unused value of a rolling 16-bit counter
 //     per peer: 0, 1 or 2 bytes. NOTSPEC: tokens are not random; RFC 7252
 //     asks for randomness against off-path spoofing, which the Noise layer
@@ -65,6 +70,11 @@
 //     (one block ahead without Size2) and reassembles the blocks in
 //     whatever order they come. A server asking for smaller blocks
 //     (§2.3) is followed.
+//   - Request-Tag (RFC 9175 §3): each Block1 transfer carries the
+//     shortest tag value (absent, empty, 1 byte, ...) that no running or
+//     recently ended transfer to the peer holds, in every block and in the
+//     Block2 requests for its answer; the server keys reassembly on it, so
+//     blocks of two bodies never mix (requesttag.go).
 //   - Observe (RFC 7641): a GET with Observe 0 registers; the answer and
 //     each notification carry the resource's 24-bit sequence number. The
 //     client delivers only fresh notifications (§3.4) and re-registers when
@@ -104,8 +114,9 @@
 //	MAX_TRANSMIT_WAIT = ACK_TIMEOUT·(2^(MAX_RETRANSMIT+1) − 1)·ACK_RANDOM_FACTOR
 //	EXCHANGE_LIFETIME = MAX_TRANSMIT_SPAN + 2·MAX_LATENCY + PROCESSING_DELAY
 //	NON_LIFETIME      = MAX_TRANSMIT_SPAN + MAX_LATENCY
+//	PROBING_RATE      = min(1 byte/s, 1 % of B/8), PROBING_BURST = M
 //
 // With the zero LinkParams these are exactly RFC 7252's defaults (2 s,
-// 45 s, 93 s, 247 s, 145 s). ACK_TIMEOUT seeds CoCoA's RTO, and the
+// 45 s, 93 s, 247 s, 145 s, 1 byte/s). ACK_TIMEOUT seeds CoCoA's RTO, and the
 // thresholds of CoCoA's backoff and aging scale with it.
 package coap

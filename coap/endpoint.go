@@ -332,6 +332,16 @@ type peer struct {
 	assemblies map[string]*assembly // Block1 bodies being received
 	b2cache    map[string]*b2entry  // Block2 bodies being served
 	observers  map[string]*observer // observations of our resources, by token
+	rtags      map[uint64]bool      // Request-Tag values held (requesttag.go)
+
+	// PROBING_RATE state (probing.go).
+	waitSince  time.Time // first datagram expecting an answer since the peer was last heard
+	probeBal   float64   // bytes the peer may get while unresponsive
+	probeAt    time.Time // when probeBal was brought up to date
+	probeTimer *timer    // drains the queues once the bucket allows
+	pingTimer  *timer    // next CoAP ping to the unresponsive peer
+	pingEvery  time.Duration
+	nonQueue   []heldNON // NON messages held back
 }
 
 func (e *Endpoint) peer(now time.Time, id Peer) *peer {
@@ -355,7 +365,7 @@ func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 		par: par, ackDelay: ackDelay,
 		pending: map[uint16]*transmission{}, tokens: map[string]*subreq{}, seen: map[uint16]*dedup{},
 		assemblies: map[string]*assembly{}, b2cache: map[string]*b2entry{}, observers: map[string]*observer{},
-		lastActive: now}
+		rtags: map[uint64]bool{}, lastActive: now, probeBal: float64(par.ProbingBurst), probeAt: now}
 	e.peers[id] = p
 	e.after(now.Add(par.ExchangeLifetime), func(now time.Time) { e.collect(now, p) })
 	return p
@@ -367,7 +377,7 @@ func (e *Endpoint) peer(now time.Time, id Peer) *peer {
 // bound.
 func (e *Endpoint) collect(now time.Time, p *peer) {
 	busy := len(p.pending)+len(p.queue)+len(p.tokens)+len(p.seen)+len(p.assemblies)+
-		len(p.b2cache)+len(p.observers)+p.inflight+p.incoming > 0
+		len(p.b2cache)+len(p.observers)+len(p.rtags)+len(p.nonQueue)+p.inflight+p.incoming > 0
 	at := p.lastActive.Add(p.par.ExchangeLifetime)
 	if busy || now.Before(at) {
 		if !at.After(now) {
@@ -421,16 +431,18 @@ type transmission struct {
 	retries int
 	started bool
 	done    bool
-	t       *timer
+	// deferred: the retransmission waits for PROBING_RATE (probing.go).
+	deferred bool
+	t        *timer
 	// onDone gets the ACK (nil for RST and timeout) and an error.
 	onDone func(now time.Time, ack *Wire, err error)
 }
 
-// sendCON transmits tx now if an NSTART slot is free, else queues it
-// (RFC 7252 §4.7).
+// sendCON transmits tx now if an NSTART slot is free and PROBING_RATE
+// allows, else queues it (RFC 7252 §4.7).
 func (e *Endpoint) sendCON(now time.Time, tx *transmission) {
 	tx.p.pending[tx.mid] = tx
-	if tx.p.inflight < e.p.NStart {
+	if tx.p.inflight < e.p.NStart && len(tx.p.queue) == 0 && e.mayProbe(now, tx.p, len(tx.data)) {
 		e.start(now, tx)
 		return
 	}
@@ -443,6 +455,7 @@ func (e *Endpoint) start(now time.Time, tx *transmission) {
 	tx.first = now
 	tx.rto0 = e.jitter(tx.p.rto.current(now))
 	tx.timeout = tx.rto0
+	tx.p.expectReply(now)
 	e.emit(tx.p.id, tx.data)
 	tx.t = e.after(now.Add(tx.timeout), func(now time.Time) { e.retransmit(now, tx) })
 }
@@ -454,7 +467,16 @@ func (e *Endpoint) retransmit(now time.Time, tx *transmission) {
 	}
 	tx.retries++
 	tx.timeout = tx.p.rto.backoff(tx.rto0, tx.timeout)
+	if wait := e.probeWait(now, tx.p, len(tx.data)); wait > 0 {
+		// PROBING_RATE: the retransmission waits for the bucket.
+		e.startPinging(now, tx.p)
+		tx.deferred = true
+		tx.t = e.after(now.Add(wait), func(now time.Time) { e.retransmit(now, tx) })
+		return
+	}
+	tx.deferred = false
 	e.stats.Retransmitted++
+	tx.p.expectReply(now)
 	e.emit(tx.p.id, tx.data)
 	tx.t = e.after(now.Add(tx.timeout), func(now time.Time) { e.retransmit(now, tx) })
 }
@@ -482,12 +504,7 @@ func (e *Endpoint) finish(now time.Time, tx *transmission, ack *Wire, err error)
 			}
 		}
 	}
-	for p.inflight < e.p.NStart && len(p.queue) > 0 {
-		next := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		e.start(now, next)
-	}
+	e.drainProbing(now, p)
 	if tx.onDone != nil {
 		tx.onDone(now, ack, err)
 	}
@@ -520,6 +537,7 @@ func (e *Endpoint) Receive(now time.Time, from Peer, data []byte) error {
 		return fmt.Errorf("coap: receive from %q: peer limit %d reached", from, e.cfg.MaxPeers)
 	}
 	p.lastActive = now
+	e.heard(now, p)
 	mid := uint16(m.MessageID)
 	switch m.Type {
 	case ACK:

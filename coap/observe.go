@@ -218,7 +218,7 @@ func (e *Endpoint) notifyOne(now time.Time, o *observer, msg *Message, seq uint3
 	if !con {
 		o.nonMIDs[o.nonN%len(o.nonMIDs)] = mid
 		o.nonN++
-		e.emit(o.p.id, data)
+		e.emitNON(now, o.p, data, nil)
 		return nil
 	}
 	o.lastCON = now

@@ -37,6 +37,13 @@ const (
 	observeSeqHalf = 1 << 23
 	// observeSeqMask keeps the 24 bits an Observe value carries (RFC 7641 §2).
 	observeSeqMask = 1<<24 - 1
+	// DefaultProbingRate is PROBING_RATE (RFC 7252 §4.7, §4.8): 1 byte per
+	// second on average to a peer that does not respond.
+	DefaultProbingRate = 1.0
+	// probingLinkShare caps PROBING_RATE at this fraction of a known link's
+	// bit rate, so that probes to a dead peer take at most 1 % of a slow
+	// shared channel (below 800 bit/s; RFC 7252 §4.8 allows adjusting it).
+	probingLinkShare = 0.01
 	// DefaultMaxAge is the Max-Age option's default: 60 seconds (RFC 7252
 	// §5.10.5).
 	DefaultMaxAge = 60 * time.Second
@@ -91,6 +98,12 @@ type Params struct {
 	NonLifetime      time.Duration // NON_LIFETIME, RFC 7252 §4.8.2
 	// MaxRTO caps any single retransmission timeout after backoff.
 	MaxRTO time.Duration
+	// ProbingRate is PROBING_RATE in bytes per second (RFC 7252 §4.7):
+	// DefaultProbingRate, at most 1 % of the link's bit rate.
+	ProbingRate float64
+	// ProbingBurst is how many bytes an unresponsive peer may get at
+	// once, in bytes: one MTU.
+	ProbingBurst int
 }
 
 // Derive computes transmission parameters for a link, NSTART and
@@ -100,6 +113,7 @@ type Params struct {
 //	RTT_link    = 2·Latency + (nstart+1)·AirTime(MTU)
 //	ACK_TIMEOUT = max(2 s, 2·RTT_link)
 //	MAX_LATENCY = max(100 s, 2·RTT_link)
+//	PROBING_RATE = min(1 byte/s, 1 % of BitRate/8), PROBING_BURST = MTU
 //
 // and the rest follow RFC 7252 §4.8.2 with PROCESSING_DELAY = ACK_TIMEOUT.
 func Derive(l LinkParams, nstart, maxRetransmit int) (Params, error) {
@@ -123,6 +137,10 @@ func Derive(l LinkParams, nstart, maxRetransmit int) (Params, error) {
 	p.MaxLatency = max(DefaultMaxLatency, 2*rtt)
 	p.ProcessingDelay = p.AckTimeout
 	p.MaxRTO = max(60*time.Second, 4*p.AckTimeout)
+	p.ProbingRate, p.ProbingBurst = DefaultProbingRate, l.mtu()
+	if l.BitRate > 0 {
+		p.ProbingRate = min(p.ProbingRate, float64(l.BitRate)/8*probingLinkShare)
+	}
 	// MAX_TRANSMIT_SPAN = ACK_TIMEOUT·(2^MAX_RETRANSMIT − 1)·ACK_RANDOM_FACTOR and
 	// MAX_TRANSMIT_WAIT = ACK_TIMEOUT·(2^(MAX_RETRANSMIT+1) − 1)·ACK_RANDOM_FACTOR,
 	// summed term by term.

@@ -119,7 +119,7 @@ func (e *Endpoint) onRequest(now time.Time, p *peer, m *Wire, d *dedup) {
 	} else {
 		msg = cloneMessage(m.Code, m.Options, payload)
 	}
-	msg.Options = stripBlockOptions(msg.Options)
+	msg.Options = stripBlockOptions(msg.Options).Remove(message.RequestTag)
 	in.path = msg.Path()
 	ev := Event{Kind: RequestReceived, Peer: p.id, Msg: msg, Token: in.token}
 	if obs, err := m.Options.Observe(); err == nil && m.Code == codes.GET {
@@ -348,6 +348,6 @@ func (e *Endpoint) send(now time.Time, in *incoming, code codes.Code, opts messa
 	case CON:
 		e.sendCON(now, &transmission{p: in.p, mid: uint16(w.MessageID), data: data})
 	default:
-		e.emit(in.p.id, data)
+		e.emitNON(now, in.p, data, nil)
 	}
 }
