@@ -119,6 +119,13 @@ func (rs *roomsModule) handleUserDirectory(c *Call) {
 		c.Fail(err)
 		return
 	}
+	// Users the searcher ignores are not offered (ignore.go).
+	ignored, err := rs.ignoredUsers(c.UserID)
+	if err != nil {
+		c.Fail(err)
+		return
+	}
+	found = slices.DeleteFunc(found, func(u dirUser) bool { return ignored[u.UserID] })
 	sort.Slice(found, func(i, j int) bool {
 		a, b := found[i], found[j]
 		if a.rank != b.rank {

@@ -122,3 +122,19 @@ func TestFedUserDirectory(t *testing.T) {
 		t.Fatalf("carol's search: %s", r.Raw)
 	}
 }
+
+// A user the searcher ignores is not offered.
+func TestUserDirectoryLeavesOutIgnored(t *testing.T) {
+	tn := newTestNode(t, nil)
+	alice, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	shared := tn.createRoom(at, map[string]any{"invite": []string{bob}})
+	ok(t, tn.do("POST", cs+"/join/"+esc(shared), bt, nil))
+	if ids, _ := tn.dirSearch(at, map[string]any{"search_term": "bob"}); !slices.Equal(ids, []string{bob}) {
+		t.Fatalf("before ignoring: %v", ids)
+	}
+	tn.ignore(at, alice, bob)
+	if ids, _ := tn.dirSearch(at, map[string]any{"search_term": "bob"}); len(ids) != 0 {
+		t.Fatalf("alice still finds %v after ignoring bob", ids)
+	}
+}
