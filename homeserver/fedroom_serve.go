@@ -494,6 +494,7 @@ func (fr *fedRooms) handleInvite(c *Call) {
 				c.Fail(err)
 				return
 			}
+			rs.pushRemoteInvite(sk, ev.ID(), signed, body.InviteRoomState)
 		}
 		c.Reply(200, map[string]any{"event": json.RawMessage(signed)})
 	})

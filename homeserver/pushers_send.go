@@ -11,7 +11,9 @@ package homeserver
 // have a pusher (pushersModule.users) are considered, so rooms without
 // any cost nothing beyond a map lookup per member. For each of them whose
 // rules say notify (evalPushRules with the context sync uses for its
-// counts), a notification is queued on each of the user's pushers.
+// counts), a notification is queued on each of the user's pushers. An
+// invite over federation to a room this server is not in enters no
+// timeline; handleInvite hands it to pushRemoteInvite instead.
 //
 // Each pusher has its own queue with at most one request in flight. A
 // burst coalesces: a queued notification for a room is replaced by a
@@ -518,4 +520,80 @@ func (m *MemoryPusher) Run() int {
 		n++
 	}
 	return n
+}
+
+// pushRemoteInvite queues the notifications for an invite that arrived
+// over federation (PUT /v2/invite) to a room this server is not in. Such
+// an invite enters no timeline, so pushCommitted never sees it; the
+// invitee's push rules are evaluated for the invite event here instead
+// (client-server-api "Push Notifications": the invitee is a local member
+// now, and the default override .m.rule.invite_for_me notifies).
+// inviteState is the stripped state the inviting server sent: it gives the
+// room's name and alias, the sender's display name and the joined member
+// count the rules see. signed is the invite event as stored, eventID its ID.
+// NOTSPEC: without the room's state, sender_notification_permission
+// conditions see the sender's power as 0 and no notification levels.
+func (rs *roomsModule) pushRemoteInvite(userID, eventID string, signed []byte, inviteState []json.RawMessage) {
+	pm := pushersOf(rs.n)
+	if pm == nil || !pm.users[userID] || rs.n.pusher == nil {
+		return
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(signed, &ev); err != nil {
+		rs.n.log.Warn("push: decoding remote invite failed", "user_id", userID, "err", err)
+		return
+	}
+	roomID, _ := ev["room_id"].(string)
+	sender, _ := ev["sender"].(string)
+	pushers, err := rs.st.Pushers(userID)
+	if err != nil {
+		rs.n.log.Warn("push: loading pushers failed", "user_id", userID, "err", err)
+		return
+	}
+	if len(pushers) == 0 {
+		delete(pm.users, userID)
+		return
+	}
+	rules, err := rs.cachedPushRules(userID)
+	if err != nil {
+		rs.n.log.Warn("push: loading push rules failed", "user_id", userID, "err", err)
+		return
+	}
+	// The stripped state, by type and state key.
+	stripped := map[auth.StateKey]map[string]any{}
+	for _, raw := range inviteState {
+		var s struct {
+			Type     string         `json:"type"`
+			StateKey *string        `json:"state_key"`
+			Content  map[string]any `json:"content"`
+		}
+		if json.Unmarshal(raw, &s) == nil && s.StateKey != nil {
+			stripped[auth.StateKey{Type: s.Type, StateKey: *s.StateKey}] = s.Content
+		}
+	}
+	field := func(typ, stateKey, name string) string {
+		v, _ := stripped[auth.StateKey{Type: typ, StateKey: stateKey}][name].(string)
+		return v
+	}
+	pc := &pushContext{userID: userID, notifyLevels: map[string]int64{}}
+	if c, _ := ev["content"].(map[string]any); c != nil {
+		pc.displayName, _ = c["displayname"].(string)
+	}
+	for k, c := range stripped {
+		if m, _ := c["membership"].(string); k.Type == auth.TypeMember && m == auth.Join {
+			pc.memberCount++
+		}
+	}
+	o := evalPushRules(rules, ev, pc, &rs.globs)
+	if !o.notify {
+		return
+	}
+	note := pushNote{roomID: roomID, eventID: eventID, typ: auth.TypeMember, sender: sender,
+		userIsTarget: true, highlight: o.highlight, sound: o.sound,
+		senderName: field(auth.TypeMember, sender, "displayname"), roomName: field("m.room.name", "", "name"),
+		alias: field("m.room.canonical_alias", "", "alias")}
+	note.content, _ = json.Marshal(ev["content"])
+	for _, p := range pushers {
+		pm.enqueue(pushKey{userID, p.AppID, p.PushKey}, note)
+	}
 }

@@ -296,6 +296,41 @@ func TestPushFederatedMessage(t *testing.T) {
 	}
 }
 
+// An invite over federation to a room b.test is not in enters no
+// timeline; the default .m.rule.invite_for_me still notifies the invitee,
+// with the room's name from the stripped state.
+func TestPushRemoteInvite(t *testing.T) {
+	fn := newFedNet(t)
+	a, _ := fn.node("a.test", t.TempDir(), 1)
+	b, _ := fn.node("b.test", t.TempDir(), 2)
+	alice, bob, carol := fn.user(a, "alice"), fn.user(b, "bob"), fn.user(b, "carol")
+	mp := &MemoryPusher{}
+	b.pusher = mp
+	fn.call(b, 200, "POST", cs+"/pushers/set", bob.token, setPusher("app", "k", testPushURL))
+	roomID := fn.call(a, 200, "POST", cs+"/createRoom", alice.token, map[string]any{"name": "fed"}).str("room_id")
+	fn.call(a, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": bob.id})
+	mp.Run()
+	notes := pushNotes(t, mp)
+	if len(notes) != 1 {
+		t.Fatalf("%d notifications for the remote invite, want 1: %v", len(notes), notes)
+	}
+	n := notes[0]
+	if n["room_id"] != roomID || n["type"] != "m.room.member" || n["sender"] != alice.id ||
+		n["user_is_target"] != true || n["room_name"] != "fed" ||
+		n["content"].(map[string]any)["membership"] != "invite" {
+		t.Fatalf("remote invite notification: %v", n)
+	}
+	if m := roomsOf(b.Node).members[roomID][bob.id]; m.Membership != "invite" || n["event_id"] != m.EventID {
+		t.Fatalf("notification event_id %v, bob's membership %+v", n["event_id"], m)
+	}
+	// carol has no pusher; inviting her sends nothing more.
+	mp.Sent = nil
+	fn.call(a, 200, "POST", roomPath(roomID, "/invite"), alice.token, map[string]string{"user_id": carol.id})
+	if mp.Run() != 0 {
+		t.Fatalf("invite of a user without pusher notified: %s", mp.Sent)
+	}
+}
+
 func TestPushURLAllowed(t *testing.T) {
 	for u, want := range map[string]bool{
 		testPushURL: true,

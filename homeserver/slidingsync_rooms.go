@@ -551,9 +551,12 @@ func (b *ssBuild) room(e *ssEntry, mc *ssMerged, ruleSets map[string][]uint64) (
 	if err != nil {
 		return nil, ssRoomSent{}, false, err
 	}
-	if !initial && !memberChanged && len(rows) == 0 {
+	if !initial && !memberChanged && len(rows) == 0 && !limited {
 		// Only events the user may not see or ignores: nothing to say,
-		// but the connection has seen up to now.
+		// but the connection has seen up to now. (When the scan bound,
+		// scanBudget, stopped before it found any, the room goes out
+		// limited with a prev_batch where the scan stopped, as /sync's
+		// timeline does: the client learns of the gap and pages back.)
 		return nil, ssRoomSent{}, false, nil
 	}
 	view := eventView{userID: b.userID, deviceID: b.deviceID, now: rs.n.Now().UnixMilli()}

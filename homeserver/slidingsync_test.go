@@ -694,3 +694,51 @@ func ssJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// An incremental request whose timeline scan hits the scan bound before
+// finding an event the user may see sends the room limited, with a
+// prev_batch where the scan stopped (as /sync does), not nothing: paging
+// back from it reaches the events behind the gap.
+func TestSlidingSyncScanBoundGap(t *testing.T) {
+	tn := newTestNode(t, nil)
+	_, at, _ := tn.register("alice", "pw-alice-1")
+	bob, bt, _ := tn.register("bob", "pw-bob-123")
+	carol, ct, _ := tn.register("carol", "pw-carol-1")
+	roomID := tn.createRoom(at, map[string]any{"preset": "public_chat"})
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), bt, nil))
+	ok(t, tn.do("POST", cs+"/join/"+esc(roomID), ct, nil))
+	tn.ignore(ct, carol, bob)
+	req := map[string]any{"lists": map[string]any{"all": ssListCfg([][2]int{{0, 0}}, 5)}}
+	b := tn.ss(ct, "", req)
+	if b.Rooms[roomID].Timeline == nil {
+		t.Fatalf("initial response without the room: %v", ssRoomIDs(b))
+	}
+	behind := tn.send(at, roomID, "behind", "behind the gap")
+	for i := range scanBudget(5) + 10 {
+		tn.send(bt, roomID, fmt.Sprintf("i%d", i), "ignored")
+	}
+	b = tn.ss(ct, b.Pos, req)
+	r, found := b.Rooms[roomID]
+	if !found || !r.Limited || r.PrevBatch == "" || len(r.Timeline) != 0 {
+		t.Fatalf("room after the gap: found %v, limited %v, prev_batch %q, %d events", found, r.Limited, r.PrevBatch, len(r.Timeline))
+	}
+	// Paging back from prev_batch reaches alice's message.
+	var got []string
+	from := r.PrevBatch
+	for page := 0; from != "" && !slices.Contains(got, behind); page++ {
+		if page > 5 {
+			t.Fatal("/messages never reached the event behind the gap")
+		}
+		m := ok(t, tn.do("GET", cs+"/rooms/"+esc(roomID)+"/messages?dir=b&limit=5&from="+url.QueryEscape(from), ct, nil))
+		got = append(got, chunkIDs(m)...)
+		from = m.str("end")
+	}
+	if !slices.Contains(got, behind) {
+		t.Fatalf("paging back from prev_batch: %v, want %s among them", got, behind)
+	}
+	// Nothing new: the next request does not repeat the room.
+	b = tn.ss(ct, b.Pos, req)
+	if _, found := b.Rooms[roomID]; found {
+		t.Fatalf("room repeated without news: %v", ssRoomIDs(b))
+	}
+}
