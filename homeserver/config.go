@@ -209,7 +209,7 @@ func DefaultConfig(serverName string) *Config {
 		BcryptCost:      10,
 		LogLevel:        "info",
 		Presence:        true,
-		Media:           MediaConfig{MaxUploadBytes: DefaultMaxUploadBytes},
+		Media:           defaultMediaConfig(),
 		RateLimit: RateLimitConfig{
 			Enabled: true,
 			PerIP:   BucketConfig{PerSecond: 50, Burst: 200},
@@ -495,6 +495,13 @@ media:
   # Largest upload, and largest item fetched from another server, in bytes
   # (413 M_TOO_LARGE beyond); uploads are bounded by this, not max_request_bytes.
   max_upload_bytes: {{.Media.MaxUploadBytes}}
+  # Total size of the media one local user may upload, in bytes; 0 is
+  # unlimited (403 M_LIMIT_EXCEEDED beyond).
+  max_bytes_per_user: {{.Media.MaxBytesPerUser}}
+  # Total size of the media fetched from other servers and kept, in bytes;
+  # the least recently used items are dropped to make room (uploads never
+  # are). 0 is unlimited; otherwise at least max_upload_bytes.
+  remote_cache_bytes: {{.Media.RemoteCacheBytes}}
 
 push:
   # Let notifications go to push gateways at loopback or private addresses

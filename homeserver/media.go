@@ -20,6 +20,14 @@ package homeserver
 // (temporary files left by a crash are removed at start). File writes and
 // reads run beside the loop through Node.Offload.
 //
+// A user can have at most maxRemoteFetchesPerUser remote items being
+// fetched at once (429 M_LIMIT_EXCEEDED beyond, fetchFor).
+//
+// Remote media is a cache of at most media.remote_cache_bytes (0:
+// unlimited): before a fetched item is stored, the least recently used
+// remote items (last access kept in the media table) are dropped to make
+// room (makeRoom, media_fed.go). Uploads are never dropped.
+//
 // Limits: an upload or a remote item is at most media.max_upload_bytes
 // (413 M_TOO_LARGE for uploads, 502 M_TOO_LARGE for remote media); uploads
 // count against the caller's rate limit like every authenticated call. The
@@ -37,8 +45,11 @@ package homeserver
 // Asynchronous uploads (create, then PUT) are in media_async.go,
 // thumbnails in media_thumbnail.go, federation in media_fed.go.
 //
-// NOTSPEC: URL previews are not served (info.go); there is no per-user
-// quota on stored media yet.
+// Quota: the media a local user uploaded, with their uploads being
+// written, is at most media.max_bytes_per_user (0: unlimited) in total;
+// an upload over it is 403 M_LIMIT_EXCEEDED (checkQuota).
+//
+// NOTSPEC: URL previews are not served (info.go).
 
 import (
 	"crypto/sha256"
@@ -60,16 +71,47 @@ type MediaConfig struct {
 	// MaxUploadBytes bounds one upload and one item fetched from another
 	// server.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// MaxBytesPerUser bounds the total size of the media one local user
+	// has uploaded, counting uploads being written; 0 is unlimited.
+	MaxBytesPerUser int64 `yaml:"max_bytes_per_user"`
+	// RemoteCacheBytes bounds the total size of the media fetched from
+	// other servers and kept; the least recently used items go first. 0
+	// is unlimited; otherwise it is at least MaxUploadBytes, so any item
+	// fits.
+	RemoteCacheBytes int64 `yaml:"remote_cache_bytes"`
 }
 
-// DefaultMaxUploadBytes is media.max_upload_bytes unless configured: 50 MiB.
-const DefaultMaxUploadBytes = 50 << 20
+const (
+	// DefaultMaxUploadBytes is media.max_upload_bytes unless configured:
+	// 50 MiB.
+	DefaultMaxUploadBytes = 50 << 20
+	// DefaultMaxBytesPerUser is media.max_bytes_per_user unless
+	// configured: 1 GiB.
+	DefaultMaxBytesPerUser = 1 << 30
+	// DefaultRemoteCacheBytes is media.remote_cache_bytes unless
+	// configured: 1 GiB.
+	DefaultRemoteCacheBytes = 1 << 30
+)
+
+// defaultMediaConfig is the media section of DefaultConfig.
+func defaultMediaConfig() MediaConfig {
+	return MediaConfig{MaxUploadBytes: DefaultMaxUploadBytes, MaxBytesPerUser: DefaultMaxBytesPerUser,
+		RemoteCacheBytes: DefaultRemoteCacheBytes}
+}
 
 func (c MediaConfig) validate() []error {
+	var errs []error
 	if c.MaxUploadBytes <= 0 {
-		return []error{fmt.Errorf("media.max_upload_bytes %d: must be positive", c.MaxUploadBytes)}
+		errs = append(errs, fmt.Errorf("media.max_upload_bytes %d: must be positive", c.MaxUploadBytes))
 	}
-	return nil
+	if c.MaxBytesPerUser < 0 {
+		errs = append(errs, fmt.Errorf("media.max_bytes_per_user %d: must be 0 (unlimited) or positive", c.MaxBytesPerUser))
+	}
+	if c.RemoteCacheBytes < 0 || c.RemoteCacheBytes > 0 && c.RemoteCacheBytes < c.MaxUploadBytes {
+		errs = append(errs, fmt.Errorf("media.remote_cache_bytes %d: must be 0 (unlimited) or at least media.max_upload_bytes (%d)",
+			c.RemoteCacheBytes, c.MaxUploadBytes))
+	}
+	return errs
 }
 
 // RawBody is a Response body sent as is rather than as JSON: media bytes,
@@ -93,6 +135,9 @@ const (
 	mediaIDLen = 24
 	// maxMediaIDLen bounds a media ID accepted from the network.
 	maxMediaIDLen = 255
+	// maxRemoteFetchesPerUser bounds the remote media one user can have
+	// this server fetch at once (fetchFor).
+	maxRemoteFetchesPerUser = 4
 )
 
 // mediaRepo is the content repository module. It belongs to the node loop.
@@ -102,17 +147,26 @@ type mediaRepo struct {
 	// fetching holds the callers waiting for a remote item being fetched
 	// ("origin/mediaID" → waiters): one federation request per item.
 	fetching map[string][]func(store.Media, error)
+	// remoteFetches counts the federation requests for media each user
+	// started that are still in flight (fetchFor).
+	remoteFetches map[string]int
 	// uploading holds the created IDs whose content is being written;
 	// waiting, the downloads waiting for a created ID's content.
 	uploading map[string]bool
 	waiting   map[string][]*mediaWaiter
+	// writing is the bytes of each user's uploads being written, which
+	// count against media.max_bytes_per_user before their rows exist.
+	writing map[string]int64
+	// caching is the bytes of remote items being written, which count
+	// against media.remote_cache_bytes before their rows exist.
+	caching int64
 	// thumbs bounds the thumbnails being made at once.
 	thumbs thumbLimit
 }
 
 func mediaRoutes(n *Node) ([]Route, error) {
 	m := &mediaRepo{n: n, dir: n.cfg.Path(mediaDirName), fetching: map[string][]func(store.Media, error){},
-		uploading: map[string]bool{}, waiting: map[string][]*mediaWaiter{},
+		remoteFetches: map[string]int{}, uploading: map[string]bool{}, writing: map[string]int64{}, waiting: map[string][]*mediaWaiter{},
 		thumbs: thumbLimit{max: maxThumbnailsRunning, maxQueue: maxThumbnailsQueued}}
 	if err := m.removeTemp(); err != nil {
 		return nil, fmt.Errorf("media: %w", err)
@@ -197,18 +251,62 @@ func (m *mediaRepo) uploadRow(c *Call, id string) (store.Media, error) {
 	if !validFileName(name) {
 		return store.Media{}, Errorf(400, ErrCodeInvalidParam, "filename must be UTF-8 without control characters, at most 255 bytes")
 	}
+	if err := m.checkQuota(c.UserID, size); err != nil {
+		return store.Media{}, err
+	}
 	return store.Media{
 		Origin: m.n.ServerName(), MediaID: id, ContentType: ctype, FileName: name,
 		Size: size, Uploader: c.UserID, CreatedTS: m.n.Now().UnixMilli(),
 	}, nil
 }
 
+// checkQuota refuses an upload of size bytes by user when it would take
+// the user's stored media, plus their uploads being written, over
+// media.max_bytes_per_user.
+//
+// NOTSPEC: the spec has no errcode for a per-user storage quota (a
+// proposal adds M_USER_LIMIT_EXCEEDED; M_RESOURCE_LIMIT_EXCEEDED is for
+// limits of the whole server and requires an admin_contact). The answer
+// is 403 M_LIMIT_EXCEEDED, as for the key backup version limit: retrying
+// later does not help, deleting media would.
+func (m *mediaRepo) checkQuota(user string, size int64) error {
+	max := m.n.cfg.Media.MaxBytesPerUser
+	if max == 0 {
+		return nil
+	}
+	used, err := m.n.store.MediaBytesByUploader(user)
+	if err != nil {
+		return fmt.Errorf("media quota: %w", err)
+	}
+	if used+m.writing[user]+size > max {
+		return Errorf(403, ErrCodeLimitExceeded, "upload would exceed your media quota of %d bytes", max)
+	}
+	return nil
+}
+
 // save writes data to row's file beside the loop, then (in the loop)
 // records the row with insert; done gets the outcome. On any failure
-// nothing is left.
+// nothing is left. A local upload's bytes count in writing meanwhile, a
+// remote item's in caching.
 func (m *mediaRepo) save(row store.Media, data []byte, insert func(store.Media) error, done func(error)) {
 	row.File = mediaFile(row.Origin, row.MediaID)
 	path := filepath.Join(m.dir, row.File)
+	inner := done
+	if row.Uploader != "" {
+		m.writing[row.Uploader] += row.Size
+		done = func(err error) {
+			if m.writing[row.Uploader] -= row.Size; m.writing[row.Uploader] <= 0 {
+				delete(m.writing, row.Uploader)
+			}
+			inner(err)
+		}
+	} else {
+		m.caching += row.Size
+		done = func(err error) {
+			m.caching -= row.Size
+			inner(err)
+		}
+	}
 	m.n.OffloadErr(func() error { return writeFileAtomic(m.dir, path, data) }, func(werr error) {
 		if werr != nil {
 			done(werr)

@@ -107,6 +107,13 @@ func (m *mediaRepo) lookup(c *Call, server, id string, remote bool, done func(st
 	row, err := m.n.store.GetMedia(server, id)
 	switch {
 	case err == nil:
+		if row.Uploader == "" && server != m.n.ServerName() {
+			// Last access, for the cache's least-recently-used order; a
+			// failure costs only that order.
+			if terr := m.n.store.TouchRemoteMedia(server, id, m.n.Now().UnixMilli()); terr != nil {
+				m.n.log.Warn("media: recording access", "origin", server, "media_id", id, "err", terr)
+			}
+		}
 		done(row, nil)
 	case !errors.Is(err, store.ErrNotFound):
 		done(store.Media{}, fmt.Errorf("media lookup: %w", err))
@@ -115,8 +122,35 @@ func (m *mediaRepo) lookup(c *Call, server, id string, remote bool, done func(st
 	case !remote:
 		done(store.Media{}, Errorf(404, ErrCodeNotFound, "media not found"))
 	default:
-		m.fetchRemote(server, id, done)
+		m.fetchFor(c.UserID, server, id, done)
 	}
+}
+
+// fetchFor is fetchRemote on behalf of user, who may have at most
+// maxRemoteFetchesPerUser federation requests for media in flight (429
+// M_LIMIT_EXCEEDED beyond): one user cannot tie up this server's links by
+// asking for many remote items at once. Waiting for an item already being
+// fetched costs nothing and is not counted.
+//
+// NOTSPEC: the spec sets no such limit; it is this server's rate limit
+// (client-server-api "Rate limiting"), so it answers like one.
+func (m *mediaRepo) fetchFor(user, server, id string, done func(store.Media, error)) {
+	if _, ok := m.fetching[server+"/"+id]; !ok {
+		if m.remoteFetches[user] >= maxRemoteFetchesPerUser {
+			done(store.Media{}, Errorf(429, ErrCodeLimitExceeded,
+				"too many remote media downloads in progress (at most %d); retry when one ends", maxRemoteFetchesPerUser))
+			return
+		}
+		m.remoteFetches[user]++
+		inner := done
+		done = func(row store.Media, err error) {
+			if m.remoteFetches[user]--; m.remoteFetches[user] <= 0 {
+				delete(m.remoteFetches, user)
+			}
+			inner(row, err)
+		}
+	}
+	m.fetchRemote(server, id, done)
 }
 
 // read loads row's bytes beside the loop. A missing file, or one whose

@@ -17,6 +17,8 @@ import (
 	"mime/multipart"
 	"net/textproto"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mxmesh/mxmesh/homeserver/store"
@@ -127,6 +129,10 @@ func (m *mediaRepo) fetchRemote(origin, id string, done func(store.Media, error)
 		}
 		row := store.Media{Origin: origin, MediaID: id, ContentType: ctype, FileName: name,
 			Size: int64(len(data)), CreatedTS: m.n.Now().UnixMilli()}
+		if err := m.makeRoom(row.Size); err != nil {
+			finish(store.Media{}, fmt.Errorf("media cache %s: %w", key, err))
+			return
+		}
 		m.save(row, data, m.n.store.InsertMedia, func(err error) {
 			if err != nil {
 				finish(store.Media{}, fmt.Errorf("media cache %s: %w", key, err))
@@ -136,6 +142,57 @@ func (m *mediaRepo) fetchRemote(origin, id string, done func(store.Media, error)
 			finish(row, nil)
 		})
 	})
+}
+
+// makeRoom drops least recently used remote items until size more bytes
+// fit in media.remote_cache_bytes, counting the remote items being
+// written. The rows go at once; the files are removed beside the loop
+// (a failure there is logged: the space is lost until an operator
+// clears it, but the cache stays consistent).
+//
+// A download that looked up a dropped item but has not read its file yet
+// fails with an internal error; it is rare (the item was the least
+// recently used) and a retry fetches the item again.
+func (m *mediaRepo) makeRoom(size int64) error {
+	max := m.n.cfg.Media.RemoteCacheBytes
+	if max == 0 {
+		return nil
+	}
+	used, err := m.n.store.RemoteMediaBytes()
+	if err != nil {
+		return fmt.Errorf("make room: %w", err)
+	}
+	over := used + m.caching + size - max
+	if over <= 0 {
+		return nil
+	}
+	evicted, err := m.n.store.EvictRemoteMedia(over)
+	if err != nil {
+		return fmt.Errorf("make room: %w", err)
+	}
+	var files []string
+	for _, e := range evicted {
+		if strings.HasPrefix(e.File, "..") || filepath.IsAbs(e.File) {
+			m.n.log.Warn("media: evicted row with a bad file name", "origin", e.Origin, "media_id", e.MediaID, "file", e.File)
+			continue
+		}
+		files = append(files, filepath.Join(m.dir, e.File))
+	}
+	m.n.log.Info("media: dropped cached remote media", "items", len(evicted), "needed_bytes", over)
+	m.n.OffloadErr(func() error {
+		var errs []error
+		for _, f := range files {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}, func(err error) {
+		if err != nil {
+			m.n.log.Warn("media: removing evicted files", "err", err)
+		}
+	})
+	return nil
 }
 
 // errMediaTooLarge: the media part is over the size limit.

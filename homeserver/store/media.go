@@ -37,8 +37,8 @@ func insertMedia(db interface {
 	if m.FileName != "" {
 		name = sql.NullString{String: m.FileName, Valid: true}
 	}
-	_, err := db.Exec(`INSERT INTO media (origin, media_id, content_type, file_name, size, uploader, created_ts, file)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.Origin, m.MediaID, m.ContentType, name, m.Size, m.Uploader, m.CreatedTS, m.File)
+	_, err := db.Exec(`INSERT INTO media (origin, media_id, content_type, file_name, size, uploader, created_ts, file, last_access_ts)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.Origin, m.MediaID, m.ContentType, name, m.Size, m.Uploader, m.CreatedTS, m.File, m.CreatedTS)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("store: insert media %s/%s: %w", m.Origin, m.MediaID, ErrExists)
@@ -126,4 +126,77 @@ func (s *Store) FillPendingMedia(m Media) error {
 		}
 		return insertMedia(tx, m)
 	})
+}
+
+// MediaBytesByUploader is the total size of the media the local user
+// uploader has stored (the per-user quota, media.max_bytes_per_user).
+func (s *Store) MediaBytesByUploader(uploader string) (int64, error) {
+	var n int64
+	if err := s.DB.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM media WHERE uploader = ?`, uploader).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: media bytes of %s: %w", uploader, describe(err))
+	}
+	return n, nil
+}
+
+// Remote media (uploader '') is a cache: the rows below keep its last
+// access so the least recently used items can be dropped.
+
+// TouchRemoteMedia records ts (ms since the epoch) as the last access of
+// the cached remote item mxc://origin/mediaID; local media is left alone.
+func (s *Store) TouchRemoteMedia(origin, mediaID string, ts int64) error {
+	if _, err := s.DB.Exec(`UPDATE media SET last_access_ts = ? WHERE origin = ? AND media_id = ? AND uploader = ''`,
+		ts, origin, mediaID); err != nil {
+		return fmt.Errorf("store: touch media %s/%s: %w", origin, mediaID, describe(err))
+	}
+	return nil
+}
+
+// RemoteMediaBytes is the total size of the cached remote media.
+func (s *Store) RemoteMediaBytes() (int64, error) {
+	var n int64
+	if err := s.DB.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM media WHERE uploader = ''`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: remote media bytes: %w", describe(err))
+	}
+	return n, nil
+}
+
+// EvictRemoteMedia deletes cached remote items, least recently used
+// first, until their sizes add up to at least need bytes or none is left,
+// and returns the deleted rows (whose files the caller removes). Local
+// media is never deleted.
+func (s *Store) EvictRemoteMedia(need int64) ([]Media, error) {
+	var out []Media
+	err := s.Tx(func(tx *sql.Tx) error {
+		out = nil
+		rows, err := tx.Query(`SELECT origin, media_id, size, file FROM media WHERE uploader = ''
+			ORDER BY last_access_ts, created_ts, origin, media_id`)
+		if err != nil {
+			return fmt.Errorf("store: evict media: %w", describe(err))
+		}
+		var freed int64
+		for freed < need && rows.Next() {
+			var m Media
+			if err := rows.Scan(&m.Origin, &m.MediaID, &m.Size, &m.File); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: evict media: %w", describe(err))
+			}
+			out = append(out, m)
+			freed += m.Size
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("store: evict media: %w", describe(err))
+		}
+		for _, m := range out {
+			if _, err := tx.Exec(`DELETE FROM media WHERE origin = ? AND media_id = ? AND uploader = ''`, m.Origin, m.MediaID); err != nil {
+				return fmt.Errorf("store: evict media %s/%s: %w", m.Origin, m.MediaID, describe(err))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
