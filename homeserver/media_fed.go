@@ -152,7 +152,9 @@ func (m *mediaRepo) fetchRemote(origin, id string, done func(store.Media, error)
 //
 // A download that looked up a dropped item but has not read its file yet
 // fails with an internal error; it is rare (the item was the least
-// recently used) and a retry fetches the item again.
+// recently used) and a retry fetches the item again. An item fetched
+// again while its old file waits for removal keeps its new file (the old
+// one was renamed aside first).
 func (m *mediaRepo) makeRoom(size int64) error {
 	max := m.n.cfg.Media.RemoteCacheBytes
 	if max == 0 {
@@ -170,13 +172,24 @@ func (m *mediaRepo) makeRoom(size int64) error {
 	if err != nil {
 		return fmt.Errorf("make room: %w", err)
 	}
+	// Each file is first renamed, here in the loop, to a temporary name
+	// (removed at start if a crash leaves it), and removed beside the
+	// loop: the item may be fetched again before the removal runs, and
+	// its new file must not be the one removed.
 	var files []string
 	for _, e := range evicted {
 		if strings.HasPrefix(e.File, "..") || filepath.IsAbs(e.File) {
 			m.n.log.Warn("media: evicted row with a bad file name", "origin", e.Origin, "media_id", e.MediaID, "file", e.File)
 			continue
 		}
-		files = append(files, filepath.Join(m.dir, e.File))
+		doomed := filepath.Join(m.dir, mediaTempPrefix+"evicted-"+filepath.Base(e.File))
+		if err := os.Rename(filepath.Join(m.dir, e.File), doomed); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				m.n.log.Warn("media: setting an evicted file aside", "file", e.File, "err", err)
+			}
+			continue
+		}
+		files = append(files, doomed)
 	}
 	m.n.log.Info("media: dropped cached remote media", "items", len(evicted), "needed_bytes", over)
 	m.n.OffloadErr(func() error {
