@@ -62,46 +62,6 @@ func hiddenByIgnore(ignored map[string]bool, r store.EventRow) bool {
 	return r.StateKey == nil && ignored[r.Sender]
 }
 
-// withoutIgnored pages through (after, upTo] with page, which returns up
-// to n rows newest first unless forward (fewer only when the range runs
-// out), until limit rows not hidden by ignored are found.
-func withoutIgnored(ignored map[string]bool, after, upTo int64, forward bool, limit int,
-	page func(after, upTo int64, n int) ([]store.EventRow, error)) ([]store.EventRow, error) {
-	if len(ignored) == 0 {
-		return page(after, upTo, limit)
-	}
-	var out []store.EventRow
-	for len(out) < limit && after < upTo {
-		need := limit - len(out)
-		rows, err := page(after, upTo, need)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			if !hiddenByIgnore(ignored, r) {
-				out = append(out, r)
-			}
-		}
-		if len(rows) < need {
-			break
-		}
-		if last := rows[len(rows)-1].Pos; forward {
-			after = last
-		} else {
-			upTo = last - 1
-		}
-	}
-	return out, nil
-}
-
-// visibleRowsFor is visibleRows without the events hidden by ignored.
-func (rs *roomsModule) visibleRowsFor(v *viewer, cur *scanCursor, ignored map[string]bool, after, upTo int64, forward bool, limit int,
-	f roomEventFilter) ([]store.EventRow, error) {
-	return withoutIgnored(ignored, after, upTo, forward, limit, func(after, upTo int64, n int) ([]store.EventRow, error) {
-		return rs.visibleRows(v, cur, after, upTo, forward, n, f)
-	})
-}
-
 // inviteFromIgnored reports whether a pending invite (m, membership
 // invite) was sent by an ignored user. The invite event is stored, also
 // one received for a room this server is not in (as an outlier,

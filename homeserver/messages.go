@@ -89,7 +89,7 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 		return
 	}
 	scan := newScan(limit)
-	rows, err := rs.visibleRowsFor(v, scan, ignored, lo, hi, forward, limit+1, f.Room.Timeline)
+	rows, err := rs.visibleRows(v, scan, ignored, lo, hi, forward, limit+1, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

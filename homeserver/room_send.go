@@ -439,12 +439,12 @@ func (rs *roomsModule) handleContext(c *Call) {
 		return
 	}
 	rm := v.rm
-	before, err := rs.visibleRowsFor(v, newScan(limit/2), ignored, historyStart, row.Pos-1, false, limit/2, f.Room.Timeline)
+	before, err := rs.visibleRows(v, newScan(limit/2), ignored, historyStart, row.Pos-1, false, limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return
 	}
-	after, err := rs.visibleRowsFor(v, newScan(limit-limit/2), ignored, row.Pos, rm.lastPos, true, limit-limit/2, f.Room.Timeline)
+	after, err := rs.visibleRows(v, newScan(limit-limit/2), ignored, row.Pos, rm.lastPos, true, limit-limit/2, f.Room.Timeline)
 	if err != nil {
 		c.Fail(err)
 		return

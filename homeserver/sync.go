@@ -532,7 +532,7 @@ func (rs *roomsModule) timelineRows(roomID, userID string, ignored map[string]bo
 	}
 	after = max(after, v.from)
 	scan := newScan(limit)
-	if rows, err = rs.visibleRowsFor(v, scan, ignored, after, upTo, false, limit+1, f); err != nil {
+	if rows, err = rs.visibleRows(v, scan, ignored, after, upTo, false, limit+1, f); err != nil {
 		return nil, false, after, err
 	}
 	if len(rows) > limit {

@@ -413,14 +413,16 @@ func scanRows(cur *scanCursor, after, upTo int64, forward bool, limit int,
 }
 
 // visibleRows returns up to limit events of a room with after < pos ≤
-// upTo that pass the filter and that the viewer may see, newest first
+// upTo that pass the filter, that the viewer may see and that are not
+// hidden by the viewer's ignore list (ignored, ignore.go), newest first
 // unless forward, reading no more rows than cur allows.
-func (rs *roomsModule) visibleRows(v *viewer, cur *scanCursor, after, upTo int64, forward bool, limit int, f roomEventFilter) ([]store.EventRow, error) {
+func (rs *roomsModule) visibleRows(v *viewer, cur *scanCursor, ignored map[string]bool, after, upTo int64, forward bool, limit int,
+	f roomEventFilter) ([]store.EventRow, error) {
 	after, upTo = max(after, v.from), min(upTo, v.upTo)
 	return scanRows(cur, after, upTo, forward, limit, func(after, upTo int64, n int) ([]store.EventRow, error) {
 		return rs.st.RoomEventsRange(v.rm.id, after, upTo, forward, n)
 	}, func(r store.EventRow) (bool, error) {
-		if !f.allowsRow(r) {
+		if !f.allowsRow(r) || hiddenByIgnore(ignored, r) {
 			return false, nil
 		}
 		return v.allows(r)
