@@ -24,12 +24,9 @@ func (rs *roomsModule) handleMessages(c *Call) { rs.messages(c, false) }
 func (rs *roomsModule) messages(c *Call, backfilled bool) {
 	roomID := c.Req.Vars["roomId"]
 	q := c.Req.Query
-	dir := q.Get("dir")
-	if dir == "" {
-		dir = "b"
-	}
-	if dir != "b" && dir != "f" {
-		c.Fail(Errorf(400, ErrCodeInvalidParam, "dir must be b or f"))
+	forward, err := queryForward(c)
+	if err != nil {
+		c.Fail(err)
 		return
 	}
 	limit, err := queryInt(c, "limit", 10)
@@ -59,7 +56,7 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 			c.Fail(err)
 			return
 		}
-	} else if dir == "b" {
+	} else if !forward {
 		from.pos = rs.pos
 	}
 	hasTo := false
@@ -70,7 +67,6 @@ func (rs *roomsModule) messages(c *Call, backfilled bool) {
 		}
 		hasTo = true
 	}
-	forward := dir == "f"
 	var lo, hi int64 // the range (lo, hi] to read
 	if forward {
 		lo, hi = max(from.pos, visFrom), visUpTo

@@ -117,12 +117,9 @@ func visiblePage(v *viewer, cur *scanCursor, ignored map[string]bool, after, upT
 func (rs *roomsModule) handleRelations(c *Call) {
 	roomID, parent := c.Req.Vars["roomId"], c.Req.Vars["eventId"]
 	q := c.Req.Query
-	dir := q.Get("dir")
-	if dir == "" {
-		dir = "b"
-	}
-	if dir != "b" && dir != "f" {
-		c.Fail(Errorf(400, ErrCodeInvalidParam, "dir must be b or f"))
+	forward, err := queryForward(c)
+	if err != nil {
+		c.Fail(err)
 		return
 	}
 	limit, err := queryInt(c, "limit", defaultRelationsLimit)
@@ -141,7 +138,6 @@ func (rs *roomsModule) handleRelations(c *Call) {
 		c.Fail(Errorf(400, ErrCodeInvalidParam, "recurse must be true or false"))
 		return
 	}
-	forward := dir == "f"
 	lo, hi := historyStart, int64(math.MaxInt64)
 	var from streamToken
 	if s := q.Get("from"); s != "" {

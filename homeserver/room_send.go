@@ -589,6 +589,18 @@ func (rs *roomsModule) handleJoinedMembers(c *Call) {
 }
 
 // queryInt reads an integer query parameter (def when absent).
+// queryForward reads the dir query parameter of a paginated endpoint: "f"
+// pages forward, "b" (the default) backward.
+func queryForward(c *Call) (bool, error) {
+	switch c.Req.Query.Get("dir") {
+	case "", "b":
+		return false, nil
+	case "f":
+		return true, nil
+	}
+	return false, Errorf(400, ErrCodeInvalidParam, "dir must be b or f")
+}
+
 func queryInt(c *Call, name string, def int) (int, error) {
 	s := c.Req.Query.Get(name)
 	if s == "" {
