@@ -385,28 +385,37 @@ func (m *e2eeModule) localDeviceKeys(userID string, deviceIDs []string) (map[str
 // other servers (the spec's default for their "timeout").
 const keysQueryTimeout = 10 * time.Second
 
+// decodeKeysQuery reads the body of a client or federation keys query:
+// {"device_keys": {user: [device…]}} (an empty list: every device).
+func decodeKeysQuery(c *Call) (map[string][]string, error) {
+	var body struct {
+		DeviceKeys map[string][]string `json:"device_keys"`
+	}
+	if err := c.DecodeJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.DeviceKeys == nil {
+		return nil, Errorf(400, ErrCodeBadJSON, "device_keys is required")
+	}
+	return body.DeviceKeys, nil
+}
+
 // handleKeysQuery: POST /keys/query {"device_keys": {user: [device…]}}.
 // Local users are answered from the store, remote ones from the cache or
 // their servers' POST /user/keys/query; a server that fails is listed in
 // "failures". The cross-signing keys come along (xsignQuery, e2ee_xsign.go).
 func (m *e2eeModule) handleKeysQuery(c *Call) {
-	var body struct {
-		DeviceKeys map[string][]string `json:"device_keys"`
-	}
-	if err := c.DecodeJSON(&body); err != nil {
+	query, err := decodeKeysQuery(c)
+	if err != nil {
 		c.Fail(err)
-		return
-	}
-	if body.DeviceKeys == nil {
-		c.Fail(Errorf(400, ErrCodeBadJSON, "device_keys is required"))
 		return
 	}
 	result := map[string]map[string]json.RawMessage{}
 	failures := map[string]any{}
 	remote := map[string]map[string][]string{} // server → user → devices
 	xs := m.newXSignQuery(c.UserID)            // cross-signing keys (e2ee_xsign.go)
-	for _, userID := range sortedMapKeys(body.DeviceKeys) {
-		devs := body.DeviceKeys[userID]
+	for _, userID := range sortedMapKeys(query) {
+		devs := query[userID]
 		server := serverOf(userID)
 		if server == m.n.ServerName() {
 			keys, err := m.localDeviceKeys(userID, devs)

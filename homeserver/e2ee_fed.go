@@ -146,15 +146,9 @@ func (f *Federation) handleUserDevices(c *Call) {
 // [device…]}}, for local users only, with their master_keys and
 // self_signing_keys (xsignQuery, e2ee_xsign.go).
 func (f *Federation) handleKeysQuery(c *Call) {
-	var body struct {
-		DeviceKeys map[string][]string `json:"device_keys"`
-	}
-	if err := c.DecodeJSON(&body); err != nil {
+	query, err := decodeKeysQuery(c)
+	if err != nil {
 		c.Fail(err)
-		return
-	}
-	if body.DeviceKeys == nil {
-		c.Fail(Errorf(400, ErrCodeBadJSON, "device_keys is required"))
 		return
 	}
 	m := e2eeOf(f.n)
@@ -165,7 +159,7 @@ func (f *Federation) handleKeysQuery(c *Call) {
 		return
 	}
 	xs := m.newXSignQuery("")
-	for userID, devs := range body.DeviceKeys {
+	for userID, devs := range query {
 		if serverOf(userID) != f.n.ServerName() {
 			continue
 		}
