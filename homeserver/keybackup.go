@@ -251,12 +251,8 @@ func (b *keyBackups) handleUpdate(c *Call) {
 		return
 	}
 	kb, err := b.n.store.KeyBackup(c.UserID, v)
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(errUnknownBackup())
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(unknownBackupIfNotFound(err))
 		return
 	}
 	if *body.Algorithm != kb.Algorithm {
@@ -280,12 +276,8 @@ func (b *keyBackups) handleDelete(c *Call) {
 		return
 	}
 	err := b.n.store.DeleteKeyBackup(c.UserID, v)
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(errUnknownBackup())
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(unknownBackupIfNotFound(err))
 		return
 	}
 	c.Reply(200, map[string]any{})
@@ -364,6 +356,25 @@ func backupQueryVersion(c *Call) (v int64, ok bool, err error) {
 	}
 	v, ok = parseBackupVersion(s)
 	return v, ok, nil
+}
+
+// existingBackupVersion is backupQueryVersion for the endpoints that
+// read or delete keys: a version that cannot be one of ours is 404.
+func existingBackupVersion(c *Call) (int64, error) {
+	v, ok, err := backupQueryVersion(c)
+	if err == nil && !ok {
+		err = errUnknownBackup()
+	}
+	return v, err
+}
+
+// unknownBackupIfNotFound answers a store lookup of a version that is not
+// there as 404 unknown backup version.
+func unknownBackupIfNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnknownBackup()
+	}
+	return err
 }
 
 // uploadedKeys decodes the body of a PUT /room_keys/keys[/{roomId}
@@ -493,23 +504,15 @@ func storedKey(k store.BackupKey) storedKeyData {
 // {"sessions": …} (empty when it has none), or one KeyBackupData (404
 // when the session has no key).
 func (b *keyBackups) handleGetKeys(c *Call) {
-	v, ok, err := backupQueryVersion(c)
+	v, err := existingBackupVersion(c)
 	if err != nil {
 		c.Fail(err)
-		return
-	}
-	if !ok {
-		c.Fail(errUnknownBackup())
 		return
 	}
 	roomID, sessionID := c.Req.Vars["roomId"], c.Req.Vars["sessionId"]
 	keys, err := b.n.store.BackupKeys(c.UserID, v, roomID, sessionID)
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(errUnknownBackup())
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(unknownBackupIfNotFound(err))
 		return
 	}
 	switch {
@@ -543,22 +546,14 @@ func (b *keyBackups) handleGetKeys(c *Call) {
 // on any version that is not deleted; deleting keys that are not there
 // succeeds and leaves the etag alone.
 func (b *keyBackups) handleDeleteKeys(c *Call) {
-	v, ok, err := backupQueryVersion(c)
+	v, err := existingBackupVersion(c)
 	if err != nil {
 		c.Fail(err)
-		return
-	}
-	if !ok {
-		c.Fail(errUnknownBackup())
 		return
 	}
 	etag, count, err := b.n.store.DeleteBackupKeys(c.UserID, v, c.Req.Vars["roomId"], c.Req.Vars["sessionId"])
-	if errors.Is(err, store.ErrNotFound) {
-		c.Fail(errUnknownBackup())
-		return
-	}
 	if err != nil {
-		c.Fail(err)
+		c.Fail(unknownBackupIfNotFound(err))
 		return
 	}
 	c.Reply(200, keysUpdated(etag, count))
