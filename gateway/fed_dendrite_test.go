@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -150,87 +149,7 @@ logging:
 // stops it when the test ends (printing its log if the test failed).
 func startDendrite(t *testing.T) *dendrite {
 	t.Helper()
-	bin := dendriteBinDir(t)
-	dir := t.TempDir()
-	httpPort, httpsPort := fedFreePort(t), fedFreePort(t)
-	name := fmt.Sprintf("127.0.0.1:%d", httpsPort)
-
-	if out, err := exec.Command(filepath.Join(bin, "generate-keys"), "-private-key", filepath.Join(dir, "matrix_key.pem")).CombinedOutput(); err != nil {
-		t.Fatalf("generate-keys: %v\n%s", err, out)
-	}
-	certPEM, keyPEM, err := SelfSignedCert(name, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(certPEM) {
-		t.Fatal("cannot parse the generated certificate")
-	}
-	cfgFile := filepath.Join(dir, "dendrite.yaml")
-	if err := os.WriteFile(cfgFile, []byte(dendriteConfig(name, dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	logFile, err := os.Create(filepath.Join(dir, "dendrite.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(bin, "dendrite"),
-		"-config", cfgFile,
-		"-http-bind-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"-https-bind-address", name,
-		"-tls-cert", certFile, "-tls-key", keyFile,
-		"-really-enable-open-registration")
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dendrite: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logFile.Name()); err == nil {
-				t.Logf("dendrite log (last 8 KiB):\n%s", fedTail(b, 8<<10))
-			}
-		}
-	})
-
-	d := &dendrite{Name: name, ClientURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), CertPool: pool, dir: dir}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get(d.ClientURL + "/_matrix/client/versions")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("dendrite exited before answering: %v\n%s", err, fedTail(b, 8<<10))
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dendrite did not answer on %s within 90 s", d.ClientURL)
-		}
-	}
+	return startRestartableDendrite(t).dendrite
 }
 
 func fedTail(b []byte, n int) []byte {

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -430,7 +431,10 @@ type restartableDendrite struct {
 	log    *os.File
 }
 
-// startRestartableDendrite is startDendrite with Stop and Start.
+// startRestartableDendrite writes keys, a certificate and a config into a
+// temporary directory and starts Dendrite (Start waits until its client
+// API answers); it is stopped when the test ends, its log printed if the
+// test failed. Stop and Start restart it on the same ports and database.
 func startRestartableDendrite(t *testing.T) *restartableDendrite {
 	t.Helper()
 	bin := dendriteBinDir(t)
@@ -444,6 +448,10 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(certPEM) {
+		t.Fatal("cannot parse the generated certificate")
+	}
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM,
 		filepath.Join(dir, "dendrite.yaml"): []byte(dendriteConfig(name, dir))} {
@@ -456,7 +464,7 @@ func startRestartableDendrite(t *testing.T) *restartableDendrite {
 		t.Fatal(err)
 	}
 	r := &restartableDendrite{t: t, log: log,
-		dendrite: &dendrite{Name: name, ClientURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), dir: dir},
+		dendrite: &dendrite{Name: name, ClientURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), CertPool: pool, dir: dir},
 		args: []string{filepath.Join(bin, "dendrite"), "-config", filepath.Join(dir, "dendrite.yaml"),
 			"-http-bind-address", fmt.Sprintf("127.0.0.1:%d", httpPort), "-https-bind-address", name,
 			"-tls-cert", certFile, "-tls-key", keyFile, "-really-enable-open-registration"}}
