@@ -174,7 +174,7 @@ func TestMediaRemoteCacheEviction(t *testing.T) {
 	}
 	get := func(name string) {
 		t.Helper()
-		fn.clock.Advance(time.Second) // each access at its own time
+		fn.clock.Advance(2 * time.Minute) // each access at its own time, beyond the recording grain
 		r := mediaStart(b, "GET", mediaV1+"/download/a.test/"+ids[name], bobTok, "", nil)
 		fn.settle()
 		if r.Status != 200 {

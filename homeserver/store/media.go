@@ -141,11 +141,18 @@ func (s *Store) MediaBytesByUploader(uploader string) (int64, error) {
 // Remote media (uploader '') is a cache: the rows below keep its last
 // access so the least recently used items can be dropped.
 
+// touchGranularityMillis is how stale a recorded last access must be
+// before a new access is written: the least-recently-used order needs no
+// finer grain, and a popular item (an avatar) is then not a write per
+// download.
+const touchGranularityMillis = 60_000
+
 // TouchRemoteMedia records ts (ms since the epoch) as the last access of
-// the cached remote item mxc://origin/mediaID; local media is left alone.
+// the cached remote item mxc://origin/mediaID, unless the recorded one is
+// less than a minute older; local media is left alone.
 func (s *Store) TouchRemoteMedia(origin, mediaID string, ts int64) error {
-	if _, err := s.DB.Exec(`UPDATE media SET last_access_ts = ? WHERE origin = ? AND media_id = ? AND uploader = ''`,
-		ts, origin, mediaID); err != nil {
+	if _, err := s.DB.Exec(`UPDATE media SET last_access_ts = ? WHERE origin = ? AND media_id = ? AND uploader = ''
+		AND last_access_ts <= ?`, ts, origin, mediaID, ts-touchGranularityMillis); err != nil {
 		return fmt.Errorf("store: touch media %s/%s: %w", origin, mediaID, describe(err))
 	}
 	return nil

@@ -92,3 +92,29 @@ func TestPendingMedia(t *testing.T) {
 		t.Fatalf("failed fill dropped the pending row: %v", err)
 	}
 }
+
+// A remote item's last access is recorded at most once a minute.
+func TestTouchRemoteMediaGrain(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.InsertMedia(Media{Origin: "r.test", MediaID: "m", ContentType: "text/plain", Size: 1, CreatedTS: 1000, File: "ab/x"}); err != nil {
+		t.Fatal(err)
+	}
+	last := func() (ts int64) {
+		if err := s.DB.QueryRow(`SELECT last_access_ts FROM media WHERE media_id = 'm'`).Scan(&ts); err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	for _, c := range []struct{ at, want int64 }{{31_000, 1000}, {61_000, 61_000}, {100_000, 61_000}, {121_000, 121_000}} {
+		if err := s.TouchRemoteMedia("r.test", "m", c.at); err != nil {
+			t.Fatal(err)
+		}
+		if got := last(); got != c.want {
+			t.Fatalf("after an access at %d: last access %d, want %d", c.at, got, c.want)
+		}
+	}
+}
