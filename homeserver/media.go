@@ -307,7 +307,7 @@ func (m *mediaRepo) save(row store.Media, data []byte, insert func(store.Media) 
 			inner(err)
 		}
 	}
-	m.n.OffloadErr(func() error { return writeFileAtomic(m.dir, path, data) }, func(werr error) {
+	m.n.Offload(func() error { return writeFileAtomic(m.dir, path, data) }, func(werr error) {
 		if werr != nil {
 			done(werr)
 			return

@@ -163,7 +163,7 @@ func (m *mediaRepo) read(row store.Media, done func([]byte, error)) {
 		return
 	}
 	var data []byte
-	m.n.OffloadErr(func() (err error) {
+	m.n.Offload(func() (err error) {
 		data, err = os.ReadFile(path)
 		return err
 	}, func(rerr error) {

@@ -192,7 +192,7 @@ func (m *mediaRepo) makeRoom(size int64) error {
 		files = append(files, doomed)
 	}
 	m.n.log.Info("media: dropped cached remote media", "items", len(evicted), "needed_bytes", over)
-	m.n.OffloadErr(func() error {
+	m.n.Offload(func() error {
 		var errs []error
 		for _, f := range files {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -198,7 +198,7 @@ func (m *mediaRepo) thumbnail(row store.Media, tr thumbRequest, done func(ctype 
 			}
 			var ctype string
 			var out []byte
-			m.n.OffloadErr(func() (err error) {
+			m.n.Offload(func() (err error) {
 				ctype, out, err = makeThumbnail(src, tr)
 				return err
 			}, func(err error) {

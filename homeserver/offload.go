@@ -7,26 +7,16 @@ import (
 )
 
 // Offload runs work away from the loop and then continues with then inside
-// the loop. It is for CPU-heavy steps that touch no node state (bcrypt),
-// so a login does not stall every other request. Without a Loop (tests,
-// simulation) both run at once, in order, keeping runs deterministic.
+// the loop, with work's error. It is for CPU-heavy or file steps that
+// touch no node state (bcrypt, media files), so one request does not stall
+// every other. Without a Loop (tests, simulation) both run at once, in
+// order, keeping runs deterministic.
 //
-// work must not touch node state; then may. A panic in work is recovered
-// and logged (see OffloadErr); then is not called, since work's results
-// are unset. Callers that must always answer use OffloadErr.
-func (n *Node) Offload(work func(), then func()) {
-	n.OffloadErr(func() error { work(); return nil }, func(err error) {
-		if err == nil {
-			then()
-		}
-	})
-}
-
-// OffloadErr is Offload for work that can fail: then gets work's error.
-// A panic in work does not bring the node down (the goroutine is outside
-// the loop, where nothing else would recover it): it is logged with its
-// stack and then gets an error wrapping errOffloadPanic.
-func (n *Node) OffloadErr(work func() error, then func(error)) {
+// work must not touch node state; then may. A panic in work does not
+// bring the node down (the goroutine is outside the loop, where nothing
+// else would recover it): it is logged with its stack and then gets an
+// error wrapping errOffloadPanic, so the request it serves is answered.
+func (n *Node) Offload(work func() error, then func(error)) {
 	if n.loop == nil {
 		then(n.runOffloaded(work))
 		return

@@ -28,7 +28,7 @@ func HashPassword(password string, cost int) (string, error) {
 // included) fails c.
 func (n *Node) hashForCall(c *Call, password string, then func(hash string)) {
 	var hash string
-	n.OffloadErr(func() (err error) {
+	n.Offload(func() (err error) {
 		hash, err = HashPassword(password, n.cfg.BcryptCost)
 		return err
 	}, func(err error) {

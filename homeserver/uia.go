@@ -97,7 +97,7 @@ func (n *Node) checkPassword(userID, password string, then func(error)) {
 	found := err == nil
 	var ok bool
 	cost := n.cfg.BcryptCost
-	n.OffloadErr(func() error {
+	n.Offload(func() error {
 		if found {
 			ok = passwordMatches(acct.PasswordHash, password)
 		} else {
