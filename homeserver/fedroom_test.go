@@ -229,16 +229,6 @@ func TestFedRoomRejectRemoteInvite(t *testing.T) {
 	}
 }
 
-// pduRaw returns a stored event's bytes.
-func pduRaw(t *testing.T, tn *testNode, id string) json.RawMessage {
-	t.Helper()
-	row, err := tn.store.Event(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return row.JSON
-}
-
 // threeServers: twoServers plus carol on c.test, invited and joined.
 func threeServers(t *testing.T) (fn *fedNet, alice, bob, carol fedUser, roomID string) {
 	fn, alice, bob, roomID = twoServers(t)

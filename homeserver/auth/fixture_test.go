@@ -194,15 +194,6 @@ func (r *room) send(sender, typ string, stateKey *string, content any) *event.Ev
 	return e
 }
 
-// force applies a state event without checking it, to reach states the
-// rules would not let the fixture's users reach directly.
-func (r *room) force(sender, typ string, stateKey *string, content any) *event.Event {
-	r.t.Helper()
-	e := r.build(sender, typ, stateKey, content)
-	r.apply(e)
-	return e
-}
-
 func (r *room) apply(e *event.Event) {
 	if sk, ok := e.StateKey(); ok {
 		r.state[StateKey{e.Type(), sk}] = e
