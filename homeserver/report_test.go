@@ -39,11 +39,11 @@ func TestReports(t *testing.T) {
 	// Only admins list them: newest first, paged by offset.
 	list := "/_synapse/admin/v1/event_reports"
 	wantErr(t, tn.do("GET", list, at, nil), 403, ErrCodeForbidden)
-	_, adminTok, _ := tn.register("admin", "pw-admin-12")
+	tn.register("admin", "pw-admin-12")
 	if _, err := tn.store.DB.Exec(`UPDATE accounts SET admin = TRUE WHERE user_id = '@admin:test.local'`); err != nil {
 		t.Fatal(err)
 	}
-	adminTok = ok(t, tn.do("POST", cs+"/login", "", map[string]any{"type": "m.login.password",
+	adminTok := ok(t, tn.do("POST", cs+"/login", "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": "admin"}, "password": "pw-admin-12"})).str("access_token")
 	r := ok(t, tn.do("GET", list+"?limit=2", adminTok, nil))
 	reps := r.Body["event_reports"].([]any)

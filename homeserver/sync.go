@@ -729,8 +729,8 @@ func (rs *roomsModule) unreadCounts(roomID, userID string, now int64) (unreadCou
 	var rows []store.EventRow
 	var err error
 	if u == nil {
-		readPos, err := rs.st.UserReadPos(roomID, userID)
-		if err != nil {
+		var readPos int64
+		if readPos, err = rs.st.UserReadPos(roomID, userID); err != nil {
 			return unreadCounts{}, err
 		}
 		if own := rs.members[roomID][userID]; own.Membership == auth.Join && readPos < own.Pos {

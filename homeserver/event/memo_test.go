@@ -43,7 +43,7 @@ func TestMemoComputesOncePerEvent(t *testing.T) {
 	if got := *bodyLen.Get(b); got != 5 {
 		t.Fatalf("Get(b) = %d, want 5", got)
 	}
-	if typ.Get(a) != "m.room.message" || typ.Get(a) != "m.room.message" {
+	if typ.Get(a) != "m.room.message" {
 		t.Fatalf("type memo = %q", typ.Get(a))
 	}
 	// A second memo on a does not disturb the first.
